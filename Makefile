@@ -1,0 +1,50 @@
+# The two commands of the Quick start: `make run` and `make test`. Both set everything up on a
+# fresh machine (Python 3.11 and make present): the virtual environment from requirements.txt,
+# and for the browser tests Debian's chromium.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKSPACE ?= workspace
+PORT ?= 7860
+
+.PHONY: run test setup browser sample demo bench-smoke clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source the first time (about 8 minutes on 2 cores).
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+# The sample workspace: the bundled sample data ingested and built, so the app opens ready to use.
+sample: $(STAMP)
+	@test -f $(WORKSPACE)/dataset/train.jsonl || { \
+	  $(PY) -m rhizome ingest --workspace $(WORKSPACE) assets/sample && \
+	  $(PY) -m rhizome build --workspace $(WORKSPACE); }
+
+run: sample
+	$(PY) app.py --workspace $(WORKSPACE) --port $(PORT)
+
+# Debian's chromium for the end-to-end browser tests (Playwright drives it; nothing is downloaded
+# by Playwright itself).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m rhizome demo --workspace $(WORKSPACE)-demo
+
+# Benchmarks at tiny size, as a smoke test (real numbers: see bench/RESULTS.md).
+bench-smoke: $(STAMP)
+	$(PY) -m pytest tests/test_bench_smoke.py
+
+clean:
+	rm -rf $(WORKSPACE) $(WORKSPACE)-demo tests/artifacts .pytest_cache

@@ -1,0 +1,195 @@
+"""The command line: `python -m rhizome ingest | build | train | export | chat | demo`.
+
+Each command turns flags into the stage's config, makes one core call and prints the result.
+Exit status: 0 success, 2 user error (bad input, missing file, bad flag), 1 unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .cli_options import add_config_flags, config_from_args
+from .config import BuildConfig, ChatConfig, ExportConfig, IngestConfig, TrainConfig
+from .events import ConsoleProgress
+from .workspace import UserError, Workspace
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "sample"
+
+
+def cmd_ingest(args: argparse.Namespace, ws: Workspace) -> int:
+    from .ingest import ingest_paths
+
+    report = _with_progress(lambda p: ingest_paths(ws, args.paths, config_from_args(IngestConfig, args), progress=p))
+    for entry in report["files"]:
+        counts = ", ".join(f"{k}={v}" for k, v in (entry.get("counts") or {}).items())
+        reason = f" — {entry['reason']}" if entry.get("reason") else ""
+        print(f"{entry['status']:<8} {entry['file']} [{entry.get('format', '?')}] {counts}{reason}")
+    print(f"{report['records_added']} new records, {report['records_total']} in {ws.corpus}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace, ws: Workspace) -> int:
+    from .curate import build_dataset
+
+    meta = _with_progress(lambda p: build_dataset(ws, config_from_args(BuildConfig, args), progress=p))
+    counts = meta.get("counts", {})
+    print("split sizes: " + ", ".join(f"{k}={v}" for k, v in counts.items() if isinstance(v, int)))
+    print(f"dataset in {ws.dataset}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, ws: Workspace) -> int:
+    from .train import train_lora
+
+    base = TrainConfig.load_yaml(args.config) if args.config else None
+    config = config_from_args(TrainConfig, args, base)
+    run_id = _with_progress(lambda p: train_lora(ws, config, progress=p))
+    print(f"run id: {run_id}")
+    print(f"run folder: {ws.run_dir(run_id)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, ws: Workspace) -> int:
+    from .export import export_run
+
+    config = config_from_args(ExportConfig, args)
+    paths = _with_progress(lambda p: export_run(ws, args.run, config, progress=p))
+    for name, path in paths.items():
+        print(f"{name:<10} {path}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
+    from .chat import answer
+
+    question = args.question
+    if args.audio:
+        from .chat.speech import transcribe
+
+        heard = transcribe(args.audio, workspace=ws)
+        print(f"[stt: {heard.engine}] {heard.note}".rstrip(), file=sys.stderr)
+        question = heard.text
+    if not question:
+        raise UserError("give a question, or --audio FILE with a spoken one")
+    config = config_from_args(ChatConfig, args)
+    stream = None if args.json else (lambda tok: print(tok, end="", flush=True))
+    result = answer(ws, question, config, on_token=stream)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print()
+        for i, source in enumerate(result.sources, 1):
+            print(f"[{i}] {source.get('citation') or source.get('title')}")
+    if args.speak:
+        from .chat.speech import synthesize
+
+        spoken = synthesize(result.answer, args.speak, workspace=ws)
+        print(f"[tts: {spoken.engine}] {spoken.note} -> {spoken.path}".rstrip(), file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, ws: Workspace) -> int:
+    """Every stage on the bundled sample data with small settings."""
+    from .chat import answer
+    from .curate import build_dataset
+    from .export import export_run
+    from .ingest import ingest_paths
+    from .train import train_lora
+
+    started = time.time()
+    print(f"== ingest {ASSETS}")
+    report = _with_progress(lambda p: ingest_paths(ws, [ASSETS], progress=p))
+    print(f"   {report['records_total']} records")
+    print("== build")
+    meta = _with_progress(lambda p: build_dataset(ws, BuildConfig(), progress=p))
+    print(f"   splits: {meta.get('counts')}")
+    print("== train")
+    run_id = _with_progress(lambda p: train_lora(ws, TrainConfig(max_steps=args.steps), progress=p))
+    print(f"   run {run_id}")
+    print("== export")
+    paths = _with_progress(lambda p: export_run(ws, run_id, ExportConfig(quant="q8_0"), progress=p))
+    print(f"   {paths.get('gguf')}")
+    print("== chat")
+    result = answer(ws, args.question, ChatConfig(model=run_id, max_tokens=64))
+    print(f"   Q: {args.question}\n   A: {result.answer.strip()}")
+    for source in result.sources[:3]:
+        print(f"   source: {source.get('citation') or source.get('title')}")
+    print(f"demo finished in {time.time() - started:.0f} s; workspace {ws.root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace folder (default: ./workspace)")
+    parser = argparse.ArgumentParser(prog="python -m rhizome", description=__doc__.splitlines()[0], parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", parents=[common], help="read files, folders or .zip exports into corpus.jsonl")
+    p.add_argument("paths", nargs="+", help="files, folders or zip archives (format is sniffed)")
+    add_config_flags(p, IngestConfig)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", parents=[common], help="clean, dedup, score, theme, weight and split into dataset/")
+    add_config_flags(p, BuildConfig)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("train", parents=[common], help="LoRA fine-tune on dataset/ into runs/<id>/")
+    p.add_argument("--config", help="a run's config.yaml to rerun exactly (flags override it)")
+    add_config_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", parents=[common], help="merge a run's adapter, write GGUF and an Ollama Modelfile")
+    p.add_argument("--run", required=True, help="run id (see runs/)")
+    add_config_flags(p, ExportConfig)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("chat", parents=[common], help="answer one question with cited sources")
+    p.add_argument("question", nargs="?", default="", help="the question (or use --audio)")
+    p.add_argument("--json", action="store_true", help='print {"answer", "sources", "model", "timings"}')
+    p.add_argument("--audio", help="a spoken question (WAV); transcribed offline")
+    p.add_argument("--speak", metavar="OUT.wav", help="also speak the answer into this WAV file")
+    add_config_flags(p, ChatConfig)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("demo", parents=[common], help="run every stage on the bundled sample data")
+    p.add_argument("--steps", type=int, default=TrainConfig.max_steps, help="training steps")
+    p.add_argument("--question", default="How do I keep a sourdough starter healthy?", help="question asked at the end")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _with_progress(call):
+    bar = ConsoleProgress()
+    try:
+        return call(bar)
+    finally:
+        bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ws = Workspace(getattr(args, "workspace", None) or "workspace").ensure()
+    try:
+        return args.func(args, ws)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: one line, the traceback only on request
+        print(f"unexpected failure: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        if os.environ.get("RHIZOME_DEBUG"):
+            traceback.print_exc()
+        else:
+            print("(set RHIZOME_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The bundled models resolve offline and really work: llama.cpp chat, transformers + LoRA."""
+import math
+
+import pytest
+
+from rhizome import models
+from rhizome.workspace import UserError
+
+
+def test_bundled_files_resolve_offline():
+    gguf = models.bundled_gguf_path()
+    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
+    assert (models.bundled_embedder_path() / "model.safetensors").is_file()
+    assert models.resolve_gguf("base") == gguf
+
+
+def test_bundled_gguf_answers_through_llama_cpp():
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(models.bundled_gguf_path()), n_ctx=512, verbose=False, seed=0)
+    out = llm.create_chat_completion(
+        messages=[{"role": "user", "content": "Name one colour of the sky."}], max_tokens=16, temperature=0
+    )
+    assert out["choices"][0]["message"]["content"].strip()
+
+
+def test_gguf_loads_in_transformers_and_two_lora_steps_stay_finite(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = models.load_causal_lm()
+    assert model.config.model_type == "llama"
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    batch = tokenizer(["Sourdough needs a lively starter.", "Water the seedlings at dawn."], return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(2):
+        loss = model(**batch, labels=labels).loss
+        assert math.isfinite(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad)
+    model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_dequantised_model_is_cached_once():
+    first = models.resolve_train_model("bundled")
+    assert models.resolve_train_model("bundled") == first
+    assert (models.cache_dir() in __import__("pathlib").Path(first).parents)
+
+
+def test_missing_model_path_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        models.resolve_gguf(str(tmp_path / "nope.gguf"))
+    with pytest.raises(UserError, match="does not exist"):
+        models.resolve_train_model(str(tmp_path / "no-such-model-dir"))
+
+
+def test_hardware_detection_reports_cpu_here():
+    hw = models.detect_hardware()
+    assert hw.device in ("cpu", "cuda", "mps") and hw.cpu_threads >= 1
+    assert hw.describe()
