@@ -72,6 +72,13 @@ class IngestConfig(StageConfig):
     response_column: str | None = None
     """Override the detected response column of CSV/Parquet/HF datasets."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.reflection_tags, str):  # "reflection,decision" from a CLI flag
+            self.reflection_tags = self.reflection_tags.split(",")
+        self.reflection_tags = [str(t).strip().lstrip("#") for t in self.reflection_tags if str(t).strip("# ")]
+        if self.max_zip_bytes <= 0 or self.max_zip_ratio <= 1:
+            raise UserError("max_zip_bytes must be positive and max_zip_ratio greater than 1")
+
 
 @dataclass
 class BuildConfig(StageConfig):
@@ -85,12 +92,18 @@ class BuildConfig(StageConfig):
     """Words per document chunk."""
     chunk_overlap: int = 40
     """Words shared by consecutive chunks."""
+    chunk_unit: str = "words"
+    """Unit of chunk_size and chunk_overlap: words, or tokens of the embedder's tokenizer."""
     question_mode: str = "template"
     """How document chunks get a question: template (fast) or llm (local chat model, cached)."""
+    question_model: str | None = None
+    """GGUF that writes llm-mode questions; None means the bundled chat model."""
     min_chars: int = 20
     """Texts shorter than this are dropped as too_short."""
     dedup_similarity_threshold: float = 0.95
     """Cosine similarity at or above which two examples are near-duplicates."""
+    split_group_similarity: float = 0.9
+    """Examples at least this similar stay together in one split (no leakage across splits)."""
     qa_quality_score_threshold: float = 0.46
     """Examples scoring below this quality are dropped as low_quality."""
     semantic_method: str = "hybrid"
@@ -99,6 +112,10 @@ class BuildConfig(StageConfig):
     """Themes attached to each example."""
     theme_temperature: float = 0.5
     """IPF target tempering: 1 keeps theme frequencies as found, 0 makes them uniform."""
+    source_temperature: float = 1.0
+    """The same tempering for the source mix (chatgpt, pdf, ...): 1 keeps it as found."""
+    max_themes: int = 200
+    """Most frequent themes balanced by IPF; rarer ones are pooled as (other)."""
     weight_min: float = 0.2
     """Lower bound of IPF weights (relative to a mean of 1)."""
     weight_max: float = 5.0
@@ -123,6 +140,14 @@ class BuildConfig(StageConfig):
         _check_range("dedup_similarity_threshold", self.dedup_similarity_threshold, 0.0, 1.0)
         _check_range("qa_quality_score_threshold", self.qa_quality_score_threshold, 0.0, 1.0)
         _check_range("theme_temperature", self.theme_temperature, 0.0, 1.0)
+        _check_range("source_temperature", self.source_temperature, 0.0, 1.0)
+        _check_range("split_group_similarity", self.split_group_similarity, 0.0, 1.0)
+        if self.chunk_unit not in ("words", "tokens"):
+            raise UserError(f"chunk_unit must be words or tokens, not {self.chunk_unit!r}")
+        if not (0 < self.weight_min <= 1.0 <= self.weight_max):
+            raise UserError("weights are relative to a mean of 1: need 0 < weight_min <= 1 <= weight_max")
+        if self.chunk_size < 8 or self.min_chars < 1 or self.themes_per_example < 1 or self.max_themes < 1:
+            raise UserError("chunk_size must be >= 8, min_chars, themes_per_example and max_themes >= 1")
         if self.semantic_method not in ("tfidf", "keybert", "hybrid"):
             raise UserError(f"semantic_method must be tfidf, keybert or hybrid, not {self.semantic_method!r}")
         if self.question_mode not in ("template", "llm"):
@@ -155,12 +180,27 @@ class ChatConfig(StageConfig):
     """Context window of the engine."""
     seed: int = 0
     system_prompt: str = "You are a helpful assistant. Answer using the provided sources when they are relevant."
+    min_p: float = 0.05
+    """Drop tokens whose probability is below this fraction of the most likely one."""
+    sample_top_k: int = 40
+    """Sample among this many most likely tokens (0 = all); temperature 0 is greedy."""
+    n_threads: int = 0
+    """CPU threads for generation (0 = all cores)."""
+    max_loaded_models: int = 2
+    """Engines kept loaded at once (1-2); switching model beyond that frees the least recently used."""
 
     def __post_init__(self) -> None:
         _check_range("temperature", self.temperature, 0.0, 5.0)
         _check_range("top_p", self.top_p, 0.0, 1.0)
+        _check_range("min_p", self.min_p, 0.0, 1.0)
         if self.top_k < 0 or self.max_tokens < 1:
             raise UserError("top_k must be >= 0 and max_tokens >= 1")
+        if self.sample_top_k < 0 or self.n_threads < 0:
+            raise UserError("sample_top_k and n_threads must be >= 0")
+        if not 1 <= self.max_loaded_models <= 2:
+            raise UserError("max_loaded_models must be 1 or 2")
+        if self.n_ctx < 256:
+            raise UserError("n_ctx must be at least 256 tokens")
 
 
 @dataclass
@@ -171,35 +211,60 @@ class TrainConfig(StageConfig):
     """bundled (SmolLM2-135M-Instruct GGUF, dequantised), an HF id, a local HF folder, or a .gguf path."""
     trust_remote_code: bool = False
     """Allow model repos to run their own code; off unless the user turns it on."""
-    max_steps: int = 60
+    max_steps: int = 40
     """Optimizer steps (0 means use num_epochs)."""
     num_epochs: float = 1.0
+    """Passes over the training set when max_steps is 0 (an epoch draws as many examples as the set holds)."""
     batch_size: int = 8
+    """Examples per step and process."""
     grad_accum: int = 1
-    learning_rate: float = 2e-4
+    """Batches accumulated per optimizer step (raise it instead of batch_size when memory is short)."""
+    learning_rate: float = 4e-4
     warmup_ratio: float = 0.05
+    """Fraction of the steps spent warming the learning rate up from 0."""
+    lr_scheduler: str = "cosine"
+    """Learning-rate schedule after warm-up: cosine, linear or constant."""
     weight_decay: float = 0.0
     max_length: int = 384
-    """Tokens per example; longer examples are truncated from the left of the context."""
+    """Tokens per example; longer examples lose their oldest context turns, then prompt tokens from the left."""
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     qlora: bool = False
     """4-bit base weights (CUDA with bitsandbytes only)."""
+    precision: str = "auto"
+    """auto (bf16 on GPUs and CPUs that support it, else fp16 on GPUs, fp32 on CPUs), bf16, fp16 or fp32."""
+    num_threads: int = 0
+    """CPU threads per process (0: all cores shared among the processes of this machine)."""
     weighted_sampling: bool = True
     """Draw examples by their IPF weights so rare themes get a fair share."""
     packing: bool = False
-    """Pack examples into full sequences (no cross-example attention)."""
-    eval_steps: int = 20
-    save_steps: int = 20
-    logging_steps: int = 5
+    """Padding-free batches: each batch's examples in one row, positions restarting per example so none
+    attends to another. Best with flash-attention on GPUs; elsewhere the block mask costs more than padding."""
+    group_by_length: bool = True
+    """With packing off, batch examples of similar length together (padded to the longest of each batch)."""
+    eval_steps: int = 10
+    """Evaluate on the validation split every this many steps (0 disables evaluation)."""
+    eval_max_examples: int = 200
+    """Validation examples scored per evaluation (the first ones of the split)."""
+    theme_top_k: int = 5
+    """Themes whose validation loss is reported separately."""
+    save_steps: int = 10
+    """Write a resumable checkpoint every this many steps."""
+    logging_steps: int = 2
     save_total_limit: int = 2
+    """Checkpoints kept besides the newest: the best ones by validation loss."""
     early_stopping_patience: int = 0
     """Evaluations without improvement before stopping (0 disables)."""
+    load_best_at_end: bool = True
+    """Save the adapter of the best checkpoint by validation loss when it beats the final one."""
     knowledge_test_prompts: list[str] = field(default_factory=list)
     """Prompts answered by base and tuned model after training; empty draws from the test split."""
-    knowledge_test_size: int = 5
+    knowledge_test_size: int = 4
+    """Prompts in the knowledge test (0 skips it)."""
+    knowledge_max_new_tokens: int = 48
+    """Most tokens each model generates per knowledge-test prompt."""
     seed: int = 13
     run_id: str | None = None
     """Name of the run folder; None makes one from the date and time."""
@@ -215,6 +280,16 @@ class TrainConfig(StageConfig):
             raise UserError("learning_rate must be positive")
         if self.lora_r < 1 or self.max_length < 16:
             raise UserError("lora_r must be >= 1 and max_length >= 16")
+        _check_range("warmup_ratio", self.warmup_ratio, 0.0, 0.99)
+        _check_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise UserError(f"precision must be auto, bf16, fp16 or fp32, not {self.precision!r}")
+        if self.lr_scheduler not in ("cosine", "linear", "constant"):
+            raise UserError(f"lr_scheduler must be cosine, linear or constant, not {self.lr_scheduler!r}")
+        if min(self.eval_steps, self.save_steps, self.num_threads, self.knowledge_test_size) < 0 or self.logging_steps < 1:
+            raise UserError("eval_steps, save_steps, num_threads and knowledge_test_size must be >= 0, logging_steps >= 1")
+        if not self.target_modules:
+            raise UserError("target_modules must name at least one module (e.g. q_proj, v_proj)")
 
 
 @dataclass
@@ -225,7 +300,13 @@ class ExportConfig(StageConfig):
     """GGUF type: f16, q8_0 or q4_k_m."""
     gguf_lora: bool = False
     """Also write the adapter as a GGUF LoRA that llama.cpp applies to the base GGUF."""
+    system_prompt: str | None = None
+    """SYSTEM line of the Ollama Modelfile; None keeps the model's own default (if its template has one)."""
+    threads: int = 0
+    """Threads for llama.cpp's quantiser (0 = all cores)."""
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise UserError("threads must be >= 0 (0 = all cores)")
         if self.quant not in ("f16", "q8_0", "q4_k_m"):
             raise UserError(f"quant must be f16, q8_0 or q4_k_m, not {self.quant!r}")
