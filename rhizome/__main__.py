@@ -71,7 +71,7 @@ def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
     if args.audio:
         from .chat.speech import transcribe
 
-        heard = transcribe(args.audio, workspace=ws)
+        heard = transcribe(args.audio, ws=ws)
         print(f"[stt: {heard.engine}] {heard.note}".rstrip(), file=sys.stderr)
         question = heard.text
     if not question:
@@ -88,7 +88,7 @@ def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
     if args.speak:
         from .chat.speech import synthesize
 
-        spoken = synthesize(result.answer, args.speak, workspace=ws)
+        spoken = synthesize(result.answer, args.speak, ws=ws)
         print(f"[tts: {spoken.engine}] {spoken.note} -> {spoken.path}".rstrip(), file=sys.stderr)
     return 0
 
@@ -172,6 +172,8 @@ def _with_progress(call):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Our own progress bar speaks for every stage; library bars would interleave with it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     ws = Workspace(getattr(args, "workspace", None) or "workspace").ensure()
     try:
