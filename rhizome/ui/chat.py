@@ -1,0 +1,242 @@
+"""Chat tab: streamed answers with cited sources, a model picker, base vs tuned, voice in and out.
+
+The core answers (`rhizome.chat.answer`, llama.cpp with one cached engine per model, so picking
+another model hot-swaps it); speech is `rhizome.chat.speech`. This module only streams tokens
+into the chat boxes and formats sources and engine notes.
+"""
+from __future__ import annotations
+
+import queue
+from functools import partial
+import threading
+import time
+import uuid
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import gradio as gr
+
+from ..config import ChatConfig
+from ..workspace import UserError
+from .common import Context, esc, guard, notice
+
+BASE = "base"
+
+
+def build(ctx: Context) -> SimpleNamespace:
+    d = ChatConfig()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=260):
+            gr.Markdown("### Model")
+            model = gr.Dropdown([("base (bundled)", BASE)], value=BASE, label="Answer with",
+                                info="tuned runs appear here after Export", elem_id="rz-chat-model")
+            compare = gr.Checkbox(False, label="Also answer with the base model (side by side)")
+            retrieval = gr.Checkbox(d.retrieval, label="Ground answers in my documents (retrieval)")
+            with gr.Accordion("Sampling", open=False, elem_id="rz-chat-sampling"):
+                top_k = gr.Slider(0, 12, value=d.top_k, step=1, label="Sources retrieved")
+                temperature = gr.Slider(0.0, 1.5, value=d.temperature, step=0.05, label="Temperature")
+                top_p = gr.Slider(0.05, 1.0, value=d.top_p, step=0.05, label="Top-p")
+                max_tokens = gr.Slider(16, 1024, value=d.max_tokens, step=16, label="Max new tokens",
+                                       elem_id="rz-chat-max-tokens")
+            gr.Markdown("### Voice")
+            mic = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Ask by voice",
+                           elem_id="rz-mic")
+            speak = gr.Checkbox(False, label="Speak the answers")
+            with gr.Accordion("Voice and speed", open=False):
+                voice = gr.Dropdown([], label="Voice", allow_custom_value=True)
+                speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
+            engines = gr.HTML(elem_classes=["rz-engine"], elem_id="rz-engines")
+        with gr.Column(scale=6, min_width=420):
+            heads = gr.HTML('<div class="rz-heads"><b>Chosen model</b><b>Base model (bundled)</b></div>',
+                            visible=False)
+            with gr.Row():
+                tuned_box = gr.Chatbot(label="Answer", show_label=False, height=470, elem_id="rz-chat-main",
+                                       placeholder="Ask about anything in your material.")
+                base_box = gr.Chatbot(label="Base model", show_label=False, height=470, visible=False,
+                                      elem_id="rz-chat-base", placeholder="The base model answers here.")
+            with gr.Row():
+                question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8, lines=1,
+                                      elem_id="rz-chat-input")
+                send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="rz-chat-send")
+                clear = gr.Button("Clear", scale=1, min_width=70)
+            status = gr.HTML(elem_id="rz-chat-status")
+        with gr.Column(scale=3, min_width=260):
+            gr.Markdown("### Sources")
+            sources = gr.HTML(notice("Sources used for the last answer appear here.", "info"), elem_id="rz-sources")
+            spoken = gr.Audio(label="Spoken answer", autoplay=True, interactive=False, visible=False,
+                              elem_id="rz-spoken")
+    settings = [model, compare, retrieval, top_k, temperature, top_p, max_tokens, speak, voice, speed]
+    outputs = [question, tuned_box, base_box, sources, status, spoken, engines]
+    ask = guard(partial(respond, ctx))
+    for trigger in (send.click, question.submit):
+        trigger(ask, [question, tuned_box, base_box, *settings], outputs, concurrency_limit=4)
+    heard = mic.stop_recording(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
+    uploaded = mic.upload(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
+    for dep in (heard, uploaded):
+        dep.success(ask, [question, tuned_box, base_box, *settings], outputs, concurrency_limit=4)
+    compare.change(lambda on: (gr.Chatbot(visible=on), gr.HTML(visible=on)), [compare], [base_box, heads])
+    speak.change(lambda on: gr.Audio(visible=on), [speak], [spoken])
+    model.input(guard(lambda m: notice(f"Next answer uses <b>{esc(m)}</b> (loaded on first use, "
+                                       "the previous engine is freed).", "info")), [model], [status])
+    clear.click(lambda: ([], [], notice("Sources used for the last answer appear here.", "info"), "", None),
+                None, [tuned_box, base_box, sources, status, spoken])
+    return SimpleNamespace(model=model, engines=engines, voice=voice, engines_fn=lambda: engines_html(ctx),
+                           voices_fn=lambda: voice_choices(ctx),
+                           choices_fn=lambda: model_choices(ctx))
+
+
+def model_choices(ctx: Context) -> list[tuple[str, str]]:
+    """(label, name) for every chat model: the bundled base, each run's exports, models/*.gguf."""
+    from ..chat import list_models
+
+    kinds = {"base": "bundled", "export": "tuned", "lora": "tuned LoRA", "file": "file"}
+    return [(f"{m['name']} ({kinds.get(m.get('kind'), m.get('kind', ''))}, {m.get('size_mb', 0):.0f} MB)", m["name"])
+            for m in list_models(ctx.ws)]
+
+
+def respond(ctx: Context, question: str, tuned: list, base: list, model: str, compare: bool, retrieval: bool,
+            top_k: float, temperature: float, top_p: float, max_tokens: float, speak: bool, voice: str | None,
+            speed: float) -> Iterator[tuple]:
+    """Stream the answer (and the base model's, side by side) into the chat boxes."""
+    question = (question or "").strip()
+    if not question:
+        raise UserError("type a question (or record one with the microphone)")
+    config = ChatConfig(model=model or BASE, retrieval=bool(retrieval), top_k=int(top_k),
+                        temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens))
+    side_by_side = bool(compare) and config.model != BASE
+    boxes = {"tuned": list(tuned or []), "base": list(base or [])}
+    for side in ("tuned", "base") if side_by_side else ("tuned",):
+        boxes[side] += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+    skip = gr.skip()
+    status = notice(f"Answering with <b>{esc(config.model)}</b>" + (" and <b>base</b>" if side_by_side else "") + "…")
+    yield "", boxes["tuned"], boxes["base"] if side_by_side else skip, skip, status, skip, skip
+    results: dict[str, Any] = {}
+    for side, text, result in stream_answers(ctx, question, config, side_by_side):
+        boxes[side][-1] = {"role": "assistant", "content": text}
+        if result is not None:
+            results[side] = result
+        yield skip, boxes["tuned"], boxes["base"] if side_by_side else skip, skip, skip, skip, skip
+    main = results["tuned"]
+    if compare and not side_by_side:
+        status_html = notice("Pick a tuned model above to compare it with the base model.", "info") + timing_html(main)
+    else:
+        status_html = timing_html(main) + (timing_html(results["base"]) if side_by_side else "")
+    yield skip, skip, skip, sources_html(main.sources), status_html, skip, skip
+    if speak and main.answer.strip():
+        yield (skip,) * 5 + speak_answer(ctx, main.answer, voice, speed)
+
+
+def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side: bool
+                   ) -> Iterator[tuple[str, str, Any]]:
+    """(side, text so far, Answer when that side is done) while the core generates in a thread.
+
+    One core call: `answer` for one model, or `compare` (base and tuned over the same sources).
+    """
+    from ..chat import answer, compare
+
+    tokens: queue.Queue = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            if side_by_side:
+                box["answers"] = compare(ctx.ws, question, config.model, config,
+                                         on_token=lambda side, tok: tokens.put((side, tok)))
+            else:
+                box["answers"] = {"tuned": answer(ctx.ws, question, config, on_token=lambda t: tokens.put(("tuned", t)))}
+        except Exception as exc:  # re-raised in the request thread, where guard() formats it
+            box["error"] = exc
+        finally:
+            tokens.put(None)
+
+    threading.Thread(target=work, daemon=True, name="rhizome-chat").start()
+    texts: dict[str, str] = {"tuned": "", "base": ""}
+    shown = 0.0
+    while (item := tokens.get()) is not None:
+        side, token = item
+        texts[side] += token
+        if time.time() - shown > 0.05:  # ~20 updates a second is smooth and cheap
+            shown = time.time()
+            yield side, texts[side], None
+    if "error" in box:
+        raise box["error"]
+    for side, result in box["answers"].items():
+        yield side, result.answer, result
+
+
+def sources_html(sources: list[dict[str, Any]]) -> str:
+    if not sources:
+        return notice("No sources were used (retrieval off, or nothing relevant in the memory).", "info")
+    items = []
+    for i, s in enumerate(sources, 1):
+        i = s.get("n", i)  # the number the answer cites, e.g. [2]
+        cite = s.get("citation") or s.get("title") or s.get("source") or "source"
+        score = s.get("score")
+        items.append(f'<div class="rz-source"><div class="rz-source-head"><span>[{i}] {esc(cite)}</span>'
+                     f'<span class="rz-source-score">{"" if score is None else f"{score:.3f}"}</span></div>'
+                     f'<div class="rz-source-text">{esc((s.get("snippet") or s.get("text") or "")[:600])}</div></div>')
+    return f'<div class="rz-sources">{"".join(items)}</div>'
+
+
+def timing_html(result: Any) -> str:
+    t = getattr(result, "timings", None) or {}
+    bits = [f"model <b>{esc(result.model)}</b>"]
+    for key, label in (("tokens_per_s", "tokens/s"), ("retrieval_ms", "ms retrieval"), ("total_s", "s total")):
+        if isinstance(t.get(key), (int, float)):
+            bits.append(f"{t[key]:.1f} {label}")
+    return f'<p class="rz-muted rz-timing">{" · ".join(bits)}</p>'
+
+
+def voice_choices(ctx: Context) -> gr.Dropdown:
+    from ..chat.speech import engines_status
+
+    tts = engines_status(ws=ctx.ws).get("tts", {})
+    return gr.Dropdown(choices=tts.get("voices") or [], value=tts.get("default_voice"))
+
+
+def hear(ctx: Context, path: str | None) -> tuple[str, str]:
+    """Transcribe a recorded or uploaded question."""
+    from ..chat.speech import transcribe
+
+    if not path:
+        raise UserError("no audio was recorded")
+    if not ctx.ws.contains(path):
+        raise UserError("the recording did not land in the workspace; please record it again")
+    heard = transcribe(path, ws=ctx.ws)
+    if not heard.text.strip():
+        raise UserError(f"nothing was understood in the recording ({heard.engine}); please try again, closer to the mic")
+    return heard.text, engines_html(ctx, heard=heard)
+
+
+def speak_answer(ctx: Context, text: str, voice: str | None, speed: float) -> tuple[str, str]:
+    """The answer as a WAV in the workspace's upload folder, and a line naming the engine."""
+    from ..chat.speech import synthesize
+
+    out = ctx.ws.root / ".uploads" / "speech" / f"answer-{uuid.uuid4().hex[:8]}.wav"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spoken = synthesize(text, out, voice=voice or None, speed=float(speed), ws=ctx.ws)
+    return str(spoken.path), engines_html(ctx, spoke=spoken)
+
+
+def engines_html(ctx: Context, heard: Any = None, spoke: Any = None) -> str:
+    """Which speech engines are active and why (e.g. a missing Kokoro model and the fallback)."""
+    try:
+        from ..chat.speech import engines_status
+
+        status = engines_status(ws=ctx.ws)
+    except Exception as exc:  # speech is optional: say why instead of breaking the tab
+        return notice(f"Voice is unavailable: {esc(exc)}", "warn")
+    rows = []
+    for kind, info in status.items():
+        if not isinstance(info, dict):
+            continue
+        name = info.get("engine") or info.get("active") or "none"
+        why = info.get("note") or info.get("reason") or ""
+        label = {"stt": "Speech → text", "tts": "Text → speech"}.get(kind, kind)
+        rows.append(f"<div class='rz-engine-row'><b>{esc(label)}</b> <code>{esc(name)}</code>"
+                    f"<div class='rz-muted'>{esc(why)}</div></div>")
+    if heard is not None:
+        rows.append(f"<div class='rz-muted'>Last question heard by {esc(heard.engine)}.</div>")
+    if spoke is not None:
+        rows.append(f"<div class='rz-muted'>Last answer spoken by {esc(spoke.engine)} ({spoke.seconds:.1f}s).</div>")
+    return "".join(rows) or notice("Speech engines unavailable.", "warn")

@@ -1,0 +1,256 @@
+"""What every tab shares: the context object, error handling, small HTML pieces, the theme.
+
+Handlers stay thin: widget values -> a config -> one core call -> formatting. `guard` turns a
+`UserError` from the core into a `gr.Error` with its one-line message, and any other failure
+into a short message (the traceback goes to the server log, never to the page).
+"""
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from ..workspace import UserError, Workspace, read_json
+
+log = logging.getLogger("rhizome.ui")
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+@dataclass
+class Context:
+    """What the tabs need to know about where and how the app runs."""
+
+    ws: Workspace
+    on_space: bool = False
+    """Running on a Hugging Face Space (CPU): smaller defaults so jobs finish."""
+    samples: Path = field(default_factory=lambda: ASSETS / "sample")
+
+    def run_id(self, value: str) -> str:
+        """A run name from the page, refused unless it is a plain folder name under runs/."""
+        if not value or "/" in value or "\\" in value or value.startswith(".") or not self.ws.contains(self.ws.run_dir(value)):
+            raise UserError(f"{value!r} is not a run of this workspace")
+        return value
+
+    def inside(self, value: str | os.PathLike) -> Path:
+        """A user-typed path resolved against the workspace; refused when it points outside it."""
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else self.ws.root / path
+        if not self.ws.contains(path):
+            raise UserError(f"{value} is outside the workspace; put it under {self.ws.root} (e.g. in models/)")
+        return path.resolve()
+
+
+def guard(fn: Callable) -> Callable:
+    """Wrap a handler so the user sees one clear line, never a traceback."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                raise _as_gr_error(exc) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise _as_gr_error(exc) from None
+    return call
+
+
+def _as_gr_error(exc: Exception) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, UserError):
+        return gr.Error(str(exc), title="Please check")
+    log.exception("unexpected error in a UI handler")
+    return gr.Error(f"Unexpected {type(exc).__name__}: {exc}. Details are in the server log.", title="Something went wrong")
+
+
+def run_streaming(call: Callable[[Callable[[dict], None]], Any], poll: float = 0.4
+                  ) -> Iterator[tuple[list[dict[str, Any]], Any, bool]]:
+    """Run `call(progress)` in a thread; yield (events so far, result, finished) as it works.
+
+    The work survives a closed page (the thread goes on and writes its files); the page just
+    stops hearing about it.
+    """
+    events: list[dict[str, Any]] = []
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = call(events.append)
+        except BaseException as exc:  # handed to the request thread, where guard() formats it
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True, name="rhizome-stage")
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll)
+        yield events, None, False
+    if "error" in box:
+        raise box["error"]
+    yield events, box.get("result"), True
+
+
+def stage_bars(events: list[dict[str, Any]], finished: bool = False, overall: str | None = None) -> str:
+    """An overall bar plus one small bar per stage seen so far (earlier stages show as complete).
+
+    Events of the `overall` stage carry the sub-stage's name in `message` (as `build_dataset`
+    does); other events are sub-stages reporting their own step/total (e.g. `embed`).
+    """
+    stages: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] | None = None
+    for event in events:
+        name, step, total = str(event.get("stage", "")), int(event.get("step") or 0), int(event.get("total") or 0)
+        if overall is not None and name == overall:
+            top, name, step, total = event, str(event.get("message") or ""), 0, 0
+            if not name or name == "done" or len(name) > 40:
+                continue
+        st = stages.setdefault(name, {"start": event.get("time", 0.0), "step": 0, "total": 0})
+        if total:
+            st["step"], st["total"] = step, total
+        st["end"] = event.get("time", 0.0)
+        if event is not top and event.get("message"):
+            st["message"] = str(event["message"])
+    names = list(stages)
+    chips, current = [], ""
+    for i, name in enumerate(names):
+        st = stages[name]
+        end = stages[names[i + 1]]["start"] if i + 1 < len(names) else st["end"]
+        if finished or i < len(names) - 1:
+            took = f"{end - st['start']:.1f}s" if end > st["start"] else ""
+            chips.append(f'<span class="rz-chip">✓ {esc(name.replace("_", " "))} <i>{took}</i></span>')
+        else:
+            current = progress_bar(min(st["step"], st["total"]), st["total"], name.replace("_", " "),
+                                   st.get("message", "working…"))
+    head = ""
+    if top is not None:
+        total = int(top.get("total") or 0)
+        step = total if finished else int(top.get("step") or 0)
+        head = progress_bar(step, total, f"{overall}: {'done' if finished else names[-1] if names else '…'}",
+                            str(top.get("message") or "") if top.get("message") != (names[-1] if names else None) else "")
+    return head + current + '<div class="rz-chips">' + "".join(chips) + "</div>"
+
+
+# ---- small HTML pieces ----------------------------------------------------------------------
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def cards(items: list[tuple[str, Any]] | list[tuple[str, Any, str]]) -> str:
+    """A row of stat cards: (label, value[, hint])."""
+    parts = []
+    for item in items:
+        label, value, hint = (tuple(item) + ("",))[:3]
+        parts.append(f'<div class="rz-card"><div class="rz-card-value">{esc(value)}</div>'
+                     f'<div class="rz-card-label">{esc(label)}</div>'
+                     + (f'<div class="rz-card-hint">{esc(hint)}</div>' if hint else "") + "</div>")
+    return f'<div class="rz-cards">{"".join(parts)}</div>'
+
+
+def notice(text: str, kind: str = "info") -> str:
+    """A coloured one-line box: info | ok | warn | error."""
+    return f'<div class="rz-notice rz-{kind}">{text}</div>'
+
+
+def progress_bar(step: int, total: int, label: str = "", detail: str = "") -> str:
+    pct = 0 if not total else max(0, min(100, round(100 * step / total)))
+    return (f'<div class="rz-progress" data-step="{step}" data-total="{total}">'
+            f'<div class="rz-progress-head"><span>{esc(label)}</span><span>{step}/{total} · {pct}%</span></div>'
+            f'<div class="rz-progress-track"><div class="rz-progress-fill" style="width:{pct}%"></div></div>'
+            f'<div class="rz-progress-detail">{esc(detail)}</div></div>')
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "—" if value is None else str(value)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# ---- the pipeline strip under the header ---------------------------------------------------
+
+
+def _count_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def pipeline_counts(ws: Workspace) -> dict[str, int]:
+    """How far this workspace has come: one number per stage."""
+    meta = read_json(ws.dataset / "dataset_metadata.json", default={}) or {}
+    runs = ws.list_runs()
+    return {
+        "sources": sum(1 for p in ws.sources.rglob("*") if p.is_file()) if ws.sources.is_dir() else 0,
+        "records": _count_lines(ws.corpus),
+        "examples": sum(_count_lines(ws.split_path(s)) for s in ("train", "validation", "test")) if meta else 0,
+        "runs": len(runs),
+        "exports": sum(1 for r in runs if any(ws.run_dir(r).glob("export/*.gguf"))),
+    }
+
+
+def pipeline_html(ws: Workspace) -> str:
+    counts = pipeline_counts(ws)
+    steps = [("Sources", counts["sources"], "file"), ("Corpus", counts["records"], "record"),
+             ("Dataset", counts["examples"], "example"), ("Runs", counts["runs"], "LoRA run"),
+             ("Exports", counts["exports"], "GGUF")]
+    chips = []
+    for name, value, unit in steps:
+        state = "done" if value else "todo"
+        unit = unit if value == 1 or unit == "GGUF" else unit + "s"
+        chips.append(f'<div class="rz-step rz-{state}"><b>{name}</b><span>{value:,} {unit}</span></div>')
+    return '<div class="rz-pipeline">' + '<div class="rz-arrow">→</div>'.join(chips) + "</div>"
+
+
+# A small rhizome: a stem with roots branching out (inline SVG: no emoji font or network needed).
+LOGO = ('<svg width="40" height="40" viewBox="0 0 40 40" fill="none" stroke="#a7f3d0" stroke-width="2.4" '
+        'stroke-linecap="round"><path d="M20 4v14"/><path d="M20 10c-4-4-9-3-10-1 3 2 7 3 10 1z" fill="#34d399" '
+        'stroke="#34d399"/><path d="M20 8c3-4 8-4 10-2-2 3-7 4-10 2z" fill="#6ee7b7" stroke="#6ee7b7"/>'
+        '<path d="M4 22h32"/><path d="M20 22v14M20 28l-7 6M20 28l7 6M11 22l-5 7M29 22l5 7M13 22l2 8M27 22l-2 8"/></svg>')
+
+
+def header_html(ctx: Context, hardware: str = "detecting hardware…") -> str:
+    where = "Hugging Face Space (CPU, small defaults)" if ctx.on_space else "local"
+    return (
+        f'<div class="rz-header"><div class="rz-brand"><span class="rz-logo">{LOGO}</span>'
+        '<div><h1>Rhizome</h1><p>Your own material → a clean dataset → your own fine-tuned model → '
+        'a voice chat grounded in your documents. Everything runs offline on this machine.</p></div></div>'
+        f'<div class="rz-badges"><span class="rz-badge" title="workspace folder">workspace · {esc(ctx.ws.root)}</span>'
+        f'<span class="rz-badge" id="rz-hardware">{esc(hardware)}</span>'
+        f'<span class="rz-badge">{esc(where)}</span></div></div>'
+    )
+
+
+def theme() -> gr.themes.Base:
+    """System fonts only: the page must not fetch web fonts (the app works offline)."""
+    system = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+    mono = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+    return gr.themes.Soft(primary_hue="emerald", secondary_hue="teal", neutral_hue="slate",
+                          font=system, font_mono=mono).set(
+        block_radius="10px", button_large_radius="8px", button_small_radius="6px")
+
+
+CSS = (Path(__file__).with_name("style.css")).read_text(encoding="utf-8")
