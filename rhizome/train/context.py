@@ -1,0 +1,134 @@
+"""Choices made before a run starts: processes, threads, precision, the model and its LoRA."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from ..config import TrainConfig
+from ..models import Hardware, load_causal_lm, resolve_train_model
+from ..workspace import UserError
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a (possibly single-process) launch."""
+
+    rank: int = 0
+    world: int = 1
+    local_world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_processes() -> Processes:
+    """Join the process group when launched by accelerate/torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Processes()
+    from accelerate import PartialState
+
+    # Creates the process group: NCCL on GPUs, gloo on CPUs. The state is shared, so Trainer's
+    # own PartialState(cpu=True) later finds the same group.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return Processes(state.process_index, state.num_processes, max(local, 1))
+
+
+def broadcast(value: Any, procs: Processes) -> Any:
+    """Rank 0's value on every rank."""
+    if procs.world <= 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def set_threads(config: TrainConfig, hw: Hardware, procs: Processes) -> int:
+    """Intra-op threads: the configured number, else the cores shared among local processes."""
+    threads = config.num_threads or max(1, hw.cpu_threads // procs.local_world)
+    torch.set_num_threads(threads)
+    return threads
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """Native bf16 matmuls (AVX512-BF16 or AMX) through oneDNN."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_precision(config: TrainConfig, hw: Hardware) -> str:
+    """bf16 | fp16 | fp32 for autocast; bf16 on CPUs only where they have native bf16 units."""
+    wanted = config.precision
+    if wanted == "auto":
+        if hw.device == "cuda":
+            return "bf16" if hw.dtype == "bfloat16" else "fp16"
+        if hw.device == "cpu" and cpu_supports_bf16():
+            return "bf16"
+        return "fp32"
+    if wanted == "fp16" and hw.device != "cuda":
+        raise UserError("precision fp16 needs a CUDA GPU: use bf16 or fp32 on this machine")
+    if wanted == "bf16" and hw.device == "cpu" and not cpu_supports_bf16():
+        raise UserError("this CPU has no native bf16 support: use precision fp32")
+    return wanted
+
+
+def load_model(config: TrainConfig, hw: Hardware, precision: str) -> tuple[Any, Any]:
+    """Base model and tokenizer, offline: bf16 weights on GPUs training in bf16, 4-bit with QLoRA,
+    else float32 (on CPUs, fp32 weights under bf16 autocast measured faster than bf16 weights)."""
+    if not config.qlora:
+        dtype = "bfloat16" if hw.device == "cuda" and precision == "bf16" else "float32"
+        return load_causal_lm(config.model, dtype=dtype, trust_remote_code=config.trust_remote_code)
+    if hw.device != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("qlora needs a CUDA GPU and the bitsandbytes package: turn qlora off on this machine")
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    name = resolve_train_model(config.model)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16 if hw.dtype == "bfloat16" else torch.float16)
+    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=config.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quant,
+                                                 trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def lora_config(config: TrainConfig, model: Any) -> Any:
+    """A PEFT LoraConfig, refusing target modules the model does not have."""
+    from peft import LoraConfig
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in config.target_modules if m not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise UserError(f"target_modules {missing} not found in {config.model}; its linear layers are: {', '.join(linear)}")
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
+    )
+
+
+def out_of_memory_error(config: TrainConfig, exc: BaseException) -> UserError:
+    return UserError(
+        f"out of memory with batch_size={config.batch_size}, max_length={config.max_length}: lower batch_size "
+        f"(raise grad_accum to keep the effective batch), lower max_length or lora_r ({exc.__class__.__name__})"
+    )
