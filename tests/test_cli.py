@@ -48,7 +48,7 @@ def test_demo_runs_every_stage(tmp_path):
     meta = json.loads((ws / "dataset" / "dataset_metadata.json").read_text())
     assert meta["counts"]["train"] > 0
     assert any((ws / "memory").iterdir())
-    (run,) = list((ws / "runs").iterdir())
+    (run,) = [p for p in (ws / "runs").iterdir() if p.is_dir()]
     assert (run / "config.yaml").is_file() and (run / "events.jsonl").is_file()
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     assert list((run / "export").glob("*.gguf"))
