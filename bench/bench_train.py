@@ -7,7 +7,8 @@ the default demo training (wall time, validation perplexity drop vs the base mod
 
 Baseline: plain transformers Trainer + peft LoRA, fp32, every batch padded to max_length, random
 sampling, full-vocabulary logits; same model, tokenised examples, batch size and steps. Ours:
-`train_lora` with evaluation, checkpoints and the knowledge test off. The machine is shared, so
+`train_lora` with evaluation, checkpoints and the knowledge test off, once as configured by
+default (bf16 autocast where the CPU has native bf16) and once forced to fp32 (ablation). The machine is shared, so
 the two alternate in rounds and the median of the per-round ratios is reported. Tokens are real
 (non-padding) tokens; "step time" is forward + backward summed over steps, the same for both.
 Results: bench/out/train_results.json (append the table to bench/RESULTS.md by hand).
@@ -111,11 +112,11 @@ def run_naive(ws: Workspace, steps: int, batch: int, max_length: int) -> dict:
             "train_wall": time.perf_counter() - wall, "padded_tokens": steps * batch * max_length}
 
 
-def run_ours(ws: Workspace, steps: int, batch: int, max_length: int) -> dict:
+def run_ours(ws: Workspace, steps: int, batch: int, max_length: int, precision: str = "auto") -> dict:
     from rhizome.train import train_lora
 
     config = TrainConfig(max_steps=steps, batch_size=batch, max_length=max_length, eval_steps=0, save_steps=0,
-                         logging_steps=steps, knowledge_test_size=0)
+                         logging_steps=steps, knowledge_test_size=0, precision=precision)
     wall = time.perf_counter()
     run_id = train_lora(ws, config)
     wall = time.perf_counter() - wall
@@ -133,15 +134,20 @@ def compare(ws: Workspace, rounds: int, steps: int, batch: int, max_length: int)
     for r in range(rounds):
         naive = run_naive(ws, steps, batch, max_length)
         ours = run_ours(ws, steps, batch, max_length)
-        for side in (naive, ours):
+        ours_fp32 = run_ours(ws, steps, batch, max_length, precision="fp32")  # ablation: no bf16
+        for side in (naive, ours, ours_fp32):
             side["tokens_per_s"] = side["tokens"] / side["seconds"]
             side["cpu_load"] = os.getloadavg()[0]
             mean_len = side["tokens"] / (steps * batch)
             side["useful_flop_per_s"] = useful_flops(model_cfg, side["tokens"], side["trained"], mean_len) / side["seconds"]
-        results.append({"naive": naive, "ours": ours, "speedup": ours["tokens_per_s"] / naive["tokens_per_s"]})
-        print(f"round {r + 1}: naive {naive['tokens_per_s']:.0f} tok/s, ours {ours['tokens_per_s']:.0f} tok/s, "
-              f"x{results[-1]['speedup']:.2f} (load {os.getloadavg()[0]:.1f})", flush=True)
-    return {"rounds": results, "median_speedup": statistics.median(r["speedup"] for r in results)}
+        results.append({"naive": naive, "ours": ours, "ours_fp32": ours_fp32,
+                        "speedup": ours["tokens_per_s"] / naive["tokens_per_s"],
+                        "speedup_fp32": ours_fp32["tokens_per_s"] / naive["tokens_per_s"]})
+        print(f"round {r + 1}: naive {naive['tokens_per_s']:.0f} tok/s, ours {ours['tokens_per_s']:.0f} tok/s "
+              f"(x{results[-1]['speedup']:.2f}), ours fp32 {ours_fp32['tokens_per_s']:.0f} tok/s "
+              f"(x{results[-1]['speedup_fp32']:.2f}) (load {os.getloadavg()[0]:.1f})", flush=True)
+    return {"rounds": results, "median_speedup": statistics.median(r["speedup"] for r in results),
+            "median_speedup_fp32": statistics.median(r["speedup_fp32"] for r in results)}
 
 
 def run_demo(ws: Workspace) -> dict:

@@ -219,7 +219,8 @@ class TrainConfig(StageConfig):
     """Examples per step and process."""
     grad_accum: int = 1
     """Batches accumulated per optimizer step (raise it instead of batch_size when memory is short)."""
-    learning_rate: float = 4e-4
+    learning_rate: float = 1e-3
+    """Peak learning rate of the LoRA weights (1e-3 suits small models and short runs; lower it for 1B+)."""
     warmup_ratio: float = 0.05
     """Fraction of the steps spent warming the learning rate up from 0."""
     lr_scheduler: str = "cosine"

@@ -42,6 +42,7 @@ def corpus():
                  "text": "I decided to switch to a standing desk because my back hurt after long sitting days; "
                          "alternating every hour worked best.", "metadata": {"reflection": True, "tags": ["decision"]},
                  "origin": {"file": "notes/desk.md"}})
+    recs.append(conv(50, "Can you recommend a good watch?", "Buy cheap watches now!!!!!! " * 6, rid="spam"))
     recs.append({"id": "junk", "source": "text", "kind": "document", "title": "junk", "created_at": None,
                  "text": "0x1f 0x2e 1234 5678 #### $$$$ 99.99 %%% ---- ==== 12 13 14", "metadata": {},
                  "origin": {"file": "junk.txt"}})
@@ -61,13 +62,14 @@ def test_build_writes_valid_splits_metadata_and_memory(ws):
     assert counts["validation"] >= 1 and counts["test"] >= 1
     assert meta["drops"]["clean"] == {"non_linguistic": 1}
     assert meta["drops"]["dedup"] == {"near_duplicate": 1}
+    assert meta["drops"]["quality"] == {"low_quality": 1}
     assert set(meta["timings"]) >= {"clean", "pairs", "embed", "quality", "dedup", "themes", "ipf", "split", "memory", "total"}
     ipf = meta["ipf"]
     assert 0.2 <= ipf["weight_min"] <= ipf["weight_max"] <= 5.0 and 0 < ipf["ess"] <= 14 and ipf["iterations"] >= 1
     assert {"entropy_bits", "normalized_entropy", "shares"} <= set(meta["themes"]["before_ipf"])
     top = meta["cooccurrence"]["themes"]
     assert top and len(meta["cooccurrence"]["pmi"]) == len(top)
-    assert meta["quality"]["count"] == 15 and "histogram" in meta["quality"]
+    assert meta["quality"]["count"] == 16 and "histogram" in meta["quality"]
     assert read_json(ws.dataset / "dataset_metadata.json")["counts"] == counts
     every = [r for s in ("train", "validation", "test") for r in rows(ws, s)]
     assert all(set(r) == {"id", "messages", "themes", "weight", "quality", "source"} for r in every)
@@ -78,7 +80,9 @@ def test_build_writes_valid_splits_metadata_and_memory(ws):
     pdf = next(r for r in detailed if r["origin"]["record_id"] == "pdf1")
     assert pdf["origin"]["page"] == 3 and pdf["messages"][0]["content"].endswith((".", "?"))
     dropped = list(read_jsonl(ws.dataset / "dropped_detailed.jsonl"))
-    assert [d["dropped"]["reason"] for d in dropped] == ["near_duplicate"]
+    assert sorted(d["dropped"]["reason"] for d in dropped) == ["low_quality", "near_duplicate"]
+    spam = next(d for d in dropped if d["dropped"]["reason"] == "low_quality")
+    assert spam["origin"]["record_id"] == "spam" and spam["scores"]["quality"] < 0.46
     hits = open_memory(ws).search("no-dig bed with cardboard and compost", k=3)
     assert hits[0]["citation"] == "garden_guide.pdf p.3"
     again = build_dataset(ws, BuildConfig())  # every text already embedded: the cache is reused
@@ -98,7 +102,7 @@ def test_curation_decisions_are_honoured_by_the_next_build(ws):
     edited = [{"role": "user", "content": rust["prompt"]},
               {"role": "assistant", "content": "Rust gives every value exactly one owner and checks borrows at compile time."}]
     set_decision(ws, rust["id"], "edited", edited)
-    dropped_dup = list_examples(ws, "dropped")["rows"][0]
+    dropped_dup = next(r for r in list_examples(ws, "dropped")["rows"] if r["dropped"]["reason"] == "near_duplicate")
     set_decision(ws, dropped_dup["id"], "approved")  # bring the removed near-duplicate back
     meta = build_dataset(ws, BuildConfig())
     assert meta["drops"]["curation"] == {"rejected": 1}

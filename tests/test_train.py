@@ -1,7 +1,8 @@
 """LoRA training on the real bundled SmolLM2-135M: masking, sampling, a real run, stop, bad input.
 
-Small settings (max_length 128, batch 2, a few steps) keep the whole file to about a minute on
-two cores; the first run of the suite also dequantises the bundled GGUF once (~30 s, cached).
+Small settings (max_length 128, batch 2, a few steps, one thread: tiny matmuls gain nothing from
+a second thread and lose a lot when other jobs share the cores) keep the file to well under a
+minute on two cores; the first run of the suite also dequantises the bundled GGUF once (~30 s).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def write_dataset(root: Path, train: list[dict], validation: list[dict] | None =
 
 def small_config(**changes) -> TrainConfig:
     base = dict(max_steps=2, batch_size=2, max_length=128, eval_steps=1, save_steps=1, logging_steps=1,
-                knowledge_test_size=1, knowledge_max_new_tokens=6, num_threads=2)
+                knowledge_test_size=1, knowledge_max_new_tokens=6, num_threads=1)
     return TrainConfig(**{**base, **changes})
 
 
@@ -141,6 +142,7 @@ def test_packed_batches_do_not_attend_across_examples(tokenizer):
     from rhizome.train.data import IndexedCollator, encode_messages
     from rhizome.train.loss import example_loss_sums
 
+    torch.set_num_threads(1)  # tiny forwards: a second thread only adds waiting on a shared machine
     model, _ = load_causal_lm("bundled")
     encoded = [encode_messages(tokenizer, ex["messages"], 128) for ex in make_examples(3)]
     rows = [{"input_ids": e.input_ids, "labels": e.labels, "index": i} for i, e in enumerate(encoded)]

@@ -105,17 +105,18 @@ def duplicate_edges(graph: csr_matrix, sims: np.ndarray, ids: np.ndarray, thresh
     so typo'd copies are caught by their words; checking only the nearest few keeps it linear."""
     upper = triu(graph, k=1).tocoo()
     keep = upper.data >= threshold
-    rows, cols, vals = [upper.row[keep]], [upper.col[keep]], [upper.data[keep]]
     words: dict[int, frozenset[str]] = {}
+    lexical: list[tuple[int, int, float]] = []
     for i, j, sim in _lexical_candidates(sims, ids, threshold):
         for node in (i, j):
             if node not in words:
                 words[node] = word_set(texts[node])
-        a, b = words[i], words[j]
-        if len(a & b) >= LEXICAL_JACCARD * len(a | b) > 0:
-            rows.append([i]), cols.append([j]), vals.append([sim])
-    r, c, v = (np.concatenate(x) for x in (rows, cols, vals))
-    edges = coo_matrix((v, (r, c)), shape=graph.shape).tocsr()
+        if len(words[i] & words[j]) >= LEXICAL_JACCARD * len(words[i] | words[j]) > 0:
+            lexical.append((i, j, sim))
+    extra = np.array(lexical, dtype=np.float64).reshape(-1, 3)
+    rows = np.concatenate([upper.row[keep], extra[:, 0].astype(np.int64)])
+    cols = np.concatenate([upper.col[keep], extra[:, 1].astype(np.int64)])
+    edges = coo_matrix((np.concatenate([upper.data[keep], extra[:, 2]]), (rows, cols)), shape=graph.shape).tocsr()
     return edges.maximum(edges.T).tocsr()
 
 

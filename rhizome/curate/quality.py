@@ -6,7 +6,9 @@ Signals, each in [0, 1], judged on the reply the model is trained to give:
 * `repetition`  — share of distinct word trigrams (loops like "the the the" score low).
 * `coherence`   — cosine between the prompt's and the reply's cached embeddings.
 * `formatting`  — unbalanced code fences, leaked markup, shouting, runs of punctuation.
-The score is their weighted mean; `qa_quality_score_threshold` drops the low ones.
+The score is their weighted mean, gated by the two degeneracy signals: a reply that loops or is
+mostly symbols scores low whatever else it does well (gate = min(1, 2*repetition, 2*alpha)).
+`qa_quality_score_threshold` drops the low ones.
 """
 from __future__ import annotations
 
@@ -75,7 +77,8 @@ def score_examples(examples: list[Example], prompt_vecs: np.ndarray, reply_vecs:
         "formatting": np.array([formatting_signal(t) for t in replies], dtype=np.float64),
     }
     score = sum(WEIGHTS[name] * values for name, values in signals.items())
-    return np.round(score, 4), signals
+    gate = np.minimum(1.0, 2 * np.minimum(signals["repetition"], signals["alpha"]))
+    return np.round(score * gate, 4), signals
 
 
 def quality_stats(scores: np.ndarray, signals: dict[str, np.ndarray], threshold: float) -> dict:

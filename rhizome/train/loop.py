@@ -12,7 +12,7 @@ from trl import SFTConfig
 
 from ..events import ProgressFn, emit
 from ..models import detect_hardware
-from ..workspace import Workspace, write_json
+from ..workspace import Workspace, read_json, write_json
 from . import runs
 from .callbacks import CheckpointStateCallback, EventsCallback, StopCallback
 from .context import choose_precision, load_model, lora_config, set_threads
@@ -134,9 +134,7 @@ def _start(trainer: RhizomeTrainer, run: Run) -> dict[str, float]:
     """Base-model validation metrics (the LoRA starts as a no-op), measured once per run."""
     summary_path = run.dir / "base_eval.json"
     if run.checkpoint is not None and summary_path.is_file():
-        import json
-
-        return json.loads(summary_path.read_text(encoding="utf-8"))
+        return read_json(summary_path)
     base = trainer.measure("base") if trainer.eval_data is not None else {}
     if run.procs.main and base:
         write_json(summary_path, base)
@@ -162,12 +160,20 @@ def _final_adapter(trainer: RhizomeTrainer, run: Run) -> tuple[dict[str, float],
 
 
 def _knowledge_test(trainer, tokenizer, test: SplitData, run: Run, progress) -> None:
+    """Base vs tuned answers; a failure here is recorded, not fatal: the adapter is already saved."""
     config = run.config
     items = select_prompts(test.examples, config.knowledge_test_prompts, config.knowledge_test_size)
     if not items:
         return
     emit(progress, "knowledge_test", 0, len(items), message="base vs tuned answers")
-    result = run_knowledge_test(trainer.model, tokenizer, items, config.knowledge_max_new_tokens)
+    try:
+        result = run_knowledge_test(trainer.model, tokenizer, items, config.knowledge_max_new_tokens)
+    except Exception as exc:  # noqa: BLE001 - reported in the run folder and the progress stream
+        write_json(run.dir / "knowledge_test.json", {"error": f"{exc.__class__.__name__}: {exc}"})
+        emit(progress, "knowledge_test", 0, len(items), message=f"knowledge test failed: {exc}")
+        return
     save_knowledge_test(result, run.dir)
+    summary = read_json(run.dir / "summary.json", default={}) or {}
+    write_json(run.dir / "summary.json", {**summary, "knowledge_test": result["summary"]})
     emit(progress, "knowledge_test", len(items), len(items), **{
         f"{side}_similarity": result["summary"][side].get("mean_similarity") for side in ("base", "tuned")})
