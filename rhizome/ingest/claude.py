@@ -13,14 +13,13 @@ from typing import Any, Iterator
 
 from ..records import Message, Record
 from .common import (
-    FormatError,
     Source,
     Tally,
     count_messages,
     iso_time,
     make_id,
     merge_consecutive,
-    stream_json,
+    parse_conversations,
     title_from,
 )
 
@@ -32,15 +31,7 @@ _ATTR = re.compile(r'(\w+)="([^"]*)"')
 
 def parse(src: Source, tally: Tally) -> Iterator[Record]:
     """Yield one record per conversation of a Claude export file."""
-    for index, conv in enumerate(stream_json(src.path, src.name)):
-        if not isinstance(conv, dict) or not isinstance(conv.get("chat_messages"), list):
-            tally.drop("malformed_conversation")
-            continue
-        record = convert_conversation(conv, index, src, tally)
-        if record is not None:
-            yield record
-    if not tally.counts["conversations"] and tally.dropped["malformed_conversation"]:
-        raise FormatError(f"{src.name} has no readable Claude conversations (each needs 'chat_messages')")
+    return parse_conversations(src, tally, "chat_messages", list, convert_conversation, "Claude")
 
 
 def convert_conversation(conv: dict, index: int, src: Source, tally: Tally) -> Record | None:

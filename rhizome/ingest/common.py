@@ -176,6 +176,22 @@ def stream_json(path: Path, name: str, prefix: str = "item") -> Iterator[Any]:
             raise json_error(name, exc) from None
 
 
+def parse_conversations(src: "Source", tally: "Tally", list_key: str, list_type: type, convert, label: str) -> Iterator[Any]:
+    """Stream an export's conversations, converting each one that carries `list_key`.
+
+    Shared by the ChatGPT (`mapping`) and Claude (`chat_messages`) parsers: malformed items are
+    counted and skipped, and a file with none readable is a FormatError."""
+    for index, conv in enumerate(stream_json(src.path, src.name)):
+        if not isinstance(conv, dict) or not isinstance(conv.get(list_key), list_type):
+            tally.drop("malformed_conversation")
+            continue
+        record = convert(conv, index, src, tally)
+        if record is not None:
+            yield record
+    if not tally.counts["conversations"] and tally.dropped["malformed_conversation"]:
+        raise FormatError(f"{src.name} has no readable {label} conversations (each needs '{list_key}')")
+
+
 def make_id(*parts: Any) -> str:
     """`stable_id` that also accepts lone surrogates (from `\\udxxx` escapes in broken JSON)."""
     try:
