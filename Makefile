@@ -1,6 +1,6 @@
 # The two commands of the Quick start: `make run` and `make test`. Both set everything up on a
 # fresh machine (Python 3.11 and make present): the virtual environment from requirements.txt,
-# and for the browser tests Debian's chromium.
+# Debian's ffmpeg for the spoken answer, and for the browser tests Debian's chromium.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 PORT ?= 7860
 
-.PHONY: run test setup browser sample demo bench-smoke clean
+.PHONY: run test setup browser ffmpeg sample demo bench-smoke clean
 
 setup: $(STAMP)
 
@@ -26,12 +26,22 @@ sample: $(STAMP)
 	  $(PY) -m rhizome ingest --workspace $(WORKSPACE) assets/sample && \
 	  $(PY) -m rhizome build --workspace $(WORKSPACE); }
 
-run: sample
+run: sample ffmpeg
 	$(PY) app.py --workspace $(WORKSPACE) --port $(PORT)
 
+# Debian's ffmpeg: gradio encodes streamed audio with it, so the Chat tab can play the spoken
+# answer from its first sentence on. Without it the app still speaks, as one WAV once the whole
+# answer is synthesised, so a failed install only warns.
+ffmpeg:
+	@command -v ffmpeg >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends ffmpeg >/dev/null; } || \
+	  echo "warning: could not install ffmpeg; spoken answers will play once fully synthesised"
+
 # Debian's chromium for the end-to-end browser tests (Playwright drives it; nothing is downloaded
-# by Playwright itself).
-browser:
+# by Playwright itself). They play the streamed spoken answer, hence ffmpeg.
+browser: ffmpeg
 	@test -x /usr/bin/chromium || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }

@@ -26,6 +26,8 @@ from rhizome.workspace import UserError
 SENTENCES = ("The weather is nice today and I would like to go for a walk in the park. "
              "I want to learn more about my notes from last year.")
 SHORT = "I want to learn more about my notes from last year."
+THREE_SENTENCES = ("Rhizome read three of your notebooks. The oldest one is from last spring. "
+                   "It mentions the garden project twice, and the budget once.")
 
 
 def word_recall(reference: str, hypothesis: str) -> float:
@@ -120,8 +122,7 @@ def test_speech_arguments_are_checked(tmp_path):
 
 
 def test_stream_speaks_sentence_by_sentence():
-    answer = ("Rhizome read three of your notebooks. The oldest one is from last spring. "
-              "It mentions the garden project twice, and the budget once.")
+    answer = THREE_SENTENCES
     stream = speech.synthesize_stream(answer, speed=1.2, engine="espeak")
     first_rate, first = next(stream)  # available before the rest is synthesised
     rest = list(stream)
@@ -129,6 +130,49 @@ def test_stream_speaks_sentence_by_sentence():
     assert len(rest) + 1 == len(split_sentences(answer)) == 3
     total = first.size + sum(chunk.size for _, chunk in rest)
     assert 0 < first.size < total / 2
+
+
+def test_speech_stream_hands_out_each_sentence_before_synthesising_the_next():
+    speech_stream = speech.stream_speech(THREE_SENTENCES, engine="espeak")
+    assert speech_stream.spoken == 0 and len(speech_stream.sentences) == 3  # nothing synthesised yet
+    chunks = iter(speech_stream)
+    rate, first = next(chunks)
+    assert speech_stream.spoken == 1 and not speech_stream.done  # sentences 2 and 3 still to come
+    assert speech_stream.seconds == pytest.approx(first.size / rate)
+    rest = [samples for _, samples in chunks]
+    assert speech_stream.done and len(rest) == 2
+    assert speech_stream.seconds == pytest.approx((first.size + sum(r.size for r in rest)) / rate)
+
+
+def test_chat_tab_streams_the_spoken_answer_a_sentence_at_a_time(ws, monkeypatch):
+    """The Chat tab's handler yields each sentence's audio as soon as it exists (real espeak-ng)."""
+    from rhizome.ui.chat import speak_answer
+    from rhizome.ui.common import Context
+
+    monkeypatch.delenv(speech.KOKORO_ENV, raising=False)
+    updates = speak_answer(Context(ws), THREE_SENTENCES, None, 1.0, stream=True)
+    (rate, first), line = next(updates)
+    engine = speech.engines_status(ws)["tts"]["engine"]
+    assert first.dtype == np.int16 and first.size > rate // 2  # half a second or more of speech
+    assert f"with {engine}: sentence 1 of 3" in line  # yielded before sentences 2 and 3 were made
+    rest = list(updates)
+    audio = [update for update, _ in rest if isinstance(update, tuple)]
+    assert len(audio) == 2 and all(r == rate and a.size for r, a in audio)
+    assert f"Last answer spoken by {engine}" in rest[-1][1]
+
+
+def test_chat_tab_speaks_one_wav_without_ffmpeg(ws, monkeypatch, tmp_path):
+    """No ffmpeg (gradio cannot stream audio): the player is a plain one and gets one WAV, with a note."""
+    from rhizome.ui.chat import can_stream_speech, engines_html, speak_answer
+    from rhizome.ui.common import Context
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no ffmpeg on PATH
+    assert not can_stream_speech()
+    assert "ffmpeg not found" in engines_html(Context(ws))
+    [(path, line)] = list(speak_answer(Context(ws), SHORT, None, 1.0, stream=False))
+    samples, rate = sf.read(path, dtype="int16")
+    assert ws.contains(path) and samples.size > rate  # the whole sentence, over a second
+    assert "Last answer spoken by" in line and "ffmpeg not found" in line
 
 
 def test_engines_status_says_which_engine_and_why(ws, monkeypatch):

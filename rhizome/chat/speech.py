@@ -11,16 +11,16 @@ model ships inside a pip wheel, so voice works on a fresh machine with no networ
 
 `engines_status` says which engine each direction uses and why. Audio of any common format is
 converted to 16 kHz mono first (`audio.py`); answers are spoken sentence by sentence
-(`synthesize_stream`) so playback can start before the whole answer is synthesised. The engines
-themselves live in `speech_engines.py`. Nothing is downloaded.
+(`stream_speech`, `synthesize_stream`) so playback can start before the whole answer is
+synthesised. The engines themselves live in `speech_engines.py`. Nothing is downloaded.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -59,6 +59,36 @@ class SpeechResult:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
+
+
+@dataclass
+class SpeechStream:
+    """Text being spoken a sentence at a time: iterate it for (sample rate, int16 samples) pairs.
+
+    Each sentence is synthesised only when the next item is asked for, so a player can start on
+    the first while the rest are still to come; `spoken` and `seconds` grow as it goes.
+    """
+    engine: str
+    note: str
+    rate: int
+    sentences: list[str]
+    speak: Callable[[str], np.ndarray] = field(repr=False)
+    spoken: int = 0
+    """Sentences synthesised so far."""
+    seconds: float = 0.0
+    """Length of the audio handed out so far."""
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for sentence in self.sentences[self.spoken:]:  # a second pass resumes, never repeats
+            samples = self.speak(sentence)
+            self.spoken += 1
+            if samples.size:  # a sentence of only punctuation can come back empty
+                self.seconds += samples.size / self.rate
+                yield self.rate, samples
+
+    @property
+    def done(self) -> bool:
+        return self.spoken == len(self.sentences)
 
 
 def find_vosk_model(ws: Workspace | None = None, model: str | Path | None = None) -> tuple[Path | None, str]:
@@ -167,16 +197,20 @@ def choose_tts(ws: Workspace | None = None, model: str | Path | None = None, eng
     return engines.load_espeak(), f"{why}; using the bundled espeak-ng voice"
 
 
-def _speak_pieces(text: str, voice, speed, ws, model, engine):
-    """The engine, its note, and a lazy generator of int16 samples, one item per sentence."""
+def stream_speech(text: str, voice: str | None = None, speed: float = 1.0, ws: Workspace | None = None,
+                  model: str | Path | None = None, engine: str | None = None) -> SpeechStream:
+    """`text` ready to be spoken a sentence at a time; nothing is synthesised until it is iterated.
+
+    Errors (empty text, bad speed, unknown or missing engine) are raised here, not at the first item.
+    """
     if not text or not text.strip():
         raise UserError("nothing to say: the text is empty")
     if not 0.5 <= float(speed) <= 2.0:
         raise UserError(f"speed must be between 0.5 and 2.0, not {speed}")
     tts, note = choose_tts(ws, model, engine)
     voice = voice or (ESPEAK_VOICE if tts.name == "espeak" else _default_kokoro_voice(tts.voices))
-    pieces = (tts.speak(piece, voice, float(speed)) for piece in split_sentences(text))
-    return tts, note, pieces
+    return SpeechStream(tts.name, note, tts.rate, split_sentences(text),
+                        lambda sentence: tts.speak(sentence, voice, float(speed)))
 
 
 def _default_kokoro_voice(voices: list[str]) -> str:
@@ -189,8 +223,7 @@ def synthesize_stream(text: str, voice: str | None = None, speed: float = 1.0, w
 
     Errors (empty text, bad speed, unknown engine) are raised at the call, not at the first item.
     """
-    tts, _note, pieces = _speak_pieces(text, voice, speed, ws, model, engine)
-    return ((tts.rate, samples) for samples in pieces if samples.size)
+    return iter(stream_speech(text, voice, speed, ws, model, engine))
 
 
 def synthesize(text: str, out_path: str | Path, voice: str | None = None, speed: float = 1.0,
@@ -200,10 +233,10 @@ def synthesize(text: str, out_path: str | Path, voice: str | None = None, speed:
     `voice`: a Kokoro voice (af_heart, bm_george, ...) or an espeak-ng voice (en-us+f2, en-gb, ...);
     `speed`: 0.5-2.0; `model`: a Kokoro folder; `engine`: force "kokoro" or "espeak".
     """
-    tts, note, pieces = _speak_pieces(text, voice, speed, ws, model, engine)
-    samples = np.concatenate([np.zeros(0, np.int16), *pieces])
-    write_wav(out_path, samples, tts.rate)
-    return SpeechResult(Path(out_path), tts.name, note, round(samples.size / tts.rate, 3))
+    speech = stream_speech(text, voice, speed, ws, model, engine)
+    samples = np.concatenate([np.zeros(0, np.int16), *(chunk for _, chunk in speech)])
+    write_wav(out_path, samples, speech.rate)
+    return SpeechResult(Path(out_path), speech.engine, speech.note, round(samples.size / speech.rate, 3))
 
 
 def engines_status(ws: Workspace | None = None, vosk_model=None, kokoro_model=None) -> dict:

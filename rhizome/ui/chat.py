@@ -2,11 +2,13 @@
 
 The core answers (`rhizome.chat.answer`, llama.cpp with one cached engine per model, so picking
 another model hot-swaps it); speech is `rhizome.chat.speech`. This module only streams tokens
-into the chat boxes and formats sources and engine notes.
+into the chat boxes, the spoken answer a sentence at a time into a streaming player, and formats
+sources and engine notes.
 """
 from __future__ import annotations
 
 import queue
+import shutil
 from functools import partial
 import threading
 import time
@@ -64,10 +66,10 @@ def build(ctx: Context) -> SimpleNamespace:
             gr.Markdown("### Sources")
             sources = gr.HTML(notice("Sources used for the last answer appear here.", "info"), elem_id="rz-sources")
             spoken = gr.Audio(label="Spoken answer", autoplay=True, interactive=False, visible=False,
-                              elem_id="rz-spoken")
+                              streaming=can_stream_speech(), elem_id="rz-spoken")
     settings = [model, compare, retrieval, top_k, temperature, top_p, max_tokens, speak, voice, speed]
     outputs = [question, tuned_box, base_box, sources, status, spoken, engines]
-    ask = guard(partial(respond, ctx))
+    ask = guard(partial(respond, ctx, stream_audio=spoken.streaming))
     for trigger in (send.click, question.submit):
         trigger(ask, [question, tuned_box, base_box, *settings], outputs, concurrency_limit=4)
     heard = mic.stop_recording(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
@@ -96,8 +98,11 @@ def model_choices(ctx: Context) -> list[tuple[str, str]]:
 
 def respond(ctx: Context, question: str, tuned: list, base: list, model: str, compare: bool, retrieval: bool,
             top_k: float, temperature: float, top_p: float, max_tokens: float, speak: bool, voice: str | None,
-            speed: float) -> Iterator[tuple]:
-    """Stream the answer (and the base model's, side by side) into the chat boxes."""
+            speed: float, stream_audio: bool = False) -> Iterator[tuple]:
+    """Stream the answer (and the base model's, side by side) into the chat boxes, then speak it.
+
+    `stream_audio`: the spoken-answer player streams, so the answer goes out a sentence at a time.
+    """
     question = (question or "").strip()
     if not question:
         raise UserError("type a question (or record one with the microphone)")
@@ -123,7 +128,8 @@ def respond(ctx: Context, question: str, tuned: list, base: list, model: str, co
         status_html = timing_html(main) + (timing_html(results["base"]) if side_by_side else "")
     yield skip, skip, skip, sources_html(main.sources), status_html, skip, skip
     if speak and main.answer.strip():
-        yield (skip,) * 5 + speak_answer(ctx, main.answer, voice, speed)
+        for audio, engines in speak_answer(ctx, main.answer, voice, speed, stream_audio):
+            yield (skip,) * 5 + (audio, engines)
 
 
 def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side: bool
@@ -208,14 +214,40 @@ def hear(ctx: Context, path: str | None) -> tuple[str, str]:
     return heard.text, engines_html(ctx, heard=heard)
 
 
-def speak_answer(ctx: Context, text: str, voice: str | None, speed: float) -> tuple[str, str]:
-    """The answer as a WAV in the workspace's upload folder, and a line naming the engine."""
+def can_stream_speech() -> bool:
+    """Whether the spoken answer can stream: gradio encodes streamed audio (even WAV) with ffmpeg."""
+    return shutil.which("ffmpeg") is not None
+
+
+def speak_answer(ctx: Context, text: str, voice: str | None, speed: float, stream: bool) -> Iterator[tuple[Any, Any]]:
+    """(audio, engine line) updates: one (rate, samples) chunk per sentence as it is synthesised,
+    so the first sentence plays while the rest are made; without streaming, one WAV at the end."""
+    from ..chat.speech import stream_speech
+
+    if not stream:
+        yield speak_answer_wav(ctx, text, voice, speed)
+        return
+    speech = stream_speech(text, voice=voice or None, speed=float(speed), ws=ctx.ws)
+    for chunk in speech:
+        yield chunk, engines_html(ctx, spoke=speech)  # "sentence k of n" while it goes
+    yield gr.skip(), engines_html(ctx, spoke=speech)  # the final length, even if the last sentence was silent
+
+
+def speak_answer_wav(ctx: Context, text: str, voice: str | None, speed: float) -> tuple[str, str]:
+    """The answer as one WAV in the workspace's upload folder, and a line naming the engine."""
     from ..chat.speech import synthesize
 
     out = ctx.ws.root / ".uploads" / "speech" / f"answer-{uuid.uuid4().hex[:8]}.wav"
     out.parent.mkdir(parents=True, exist_ok=True)
     spoken = synthesize(text, out, voice=voice or None, speed=float(speed), ws=ctx.ws)
     return str(spoken.path), engines_html(ctx, spoke=spoken)
+
+
+def spoken_line(spoke: Any) -> str:
+    """Which engine spoke the last answer and how long it is, or how far a streamed one has got."""
+    if getattr(spoke, "done", True):
+        return f"Last answer spoken by {spoke.engine} ({spoke.seconds:.1f}s)."
+    return f"Speaking the answer with {spoke.engine}: sentence {spoke.spoken} of {len(spoke.sentences)}…"
 
 
 def engines_html(ctx: Context, heard: Any = None, spoke: Any = None) -> str:
@@ -238,5 +270,8 @@ def engines_html(ctx: Context, heard: Any = None, spoke: Any = None) -> str:
     if heard is not None:
         rows.append(f"<div class='rz-muted'>Last question heard by {esc(heard.engine)}.</div>")
     if spoke is not None:
-        rows.append(f"<div class='rz-muted'>Last answer spoken by {esc(spoke.engine)} ({spoke.seconds:.1f}s).</div>")
+        rows.append(f"<div class='rz-muted'>{esc(spoken_line(spoke))}</div>")
+    if not can_stream_speech():
+        rows.append("<div class='rz-muted'>ffmpeg not found on PATH: spoken answers play once fully "
+                    "synthesised (install ffmpeg to hear them sentence by sentence).</div>")
     return "".join(rows) or notice("Speech engines unavailable.", "warn")
