@@ -120,8 +120,8 @@ class BuildConfig(StageConfig):
     """Lower bound of IPF weights (relative to a mean of 1)."""
     weight_max: float = 5.0
     """Upper bound of IPF weights (relative to a mean of 1)."""
-    ipf_max_iterations: int = 200
-    """Maximum raking sweeps."""
+    ipf_max_iterations: int = 1000
+    """Maximum raking sweeps (raking stops sooner when it converges or the error stalls)."""
     ipf_tolerance: float = 1e-3
     """Stop raking when the largest marginal error falls below this."""
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)

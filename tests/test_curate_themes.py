@@ -44,11 +44,31 @@ def test_keybert_ranks_with_the_supplied_cached_vectors():
     counts, vocab = count_candidates(mixed)
     phrase_vecs = model.encode(list(vocab), normalize_embeddings=True)
     bread, ml = model.encode(["baking sourdough bread", "optimising neural networks"], normalize_embeddings=True)
-    as_bread = keybert_ranking(mixed, counts, vocab, bread[None, :], phrase_vecs, model)[0]
-    as_ml = keybert_ranking(mixed, counts, vocab, ml[None, :], phrase_vecs, model)[0]
-    # KeyBERT scores candidates against the document vector we give it, not a fresh embedding.
+    as_bread = keybert_ranking(counts, vocab, bread[None, :], phrase_vecs)[0]
+    as_ml = keybert_ranking(counts, vocab, ml[None, :], phrase_vecs)[0]
+    # Candidates are scored against the document vector we give, not a fresh embedding.
     assert "sourdough" in as_bread[0]
     assert any(w in as_ml[0] for w in ("gradient", "descent", "learning"))
+
+
+def test_keybert_ranking_matches_the_keybert_library():
+    from keybert import KeyBERT
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from rhizome.models import load_embedder
+
+    model = load_embedder()
+    counts, vocab = count_candidates(DOCS)
+    doc_vecs = model.encode(DOCS, normalize_embeddings=True)
+    phrase_vecs = model.encode(list(vocab), normalize_embeddings=True)
+    # KeyBERT's vectoriser over the same candidates (vocabulary given, counts recomputed by it).
+    vectorizer = CountVectorizer(vocabulary=list(vocab), ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
+                                 lowercase=True)
+    expected = KeyBERT(model=model).extract_keywords(DOCS, vectorizer=vectorizer, top_n=8,
+                                                     doc_embeddings=doc_vecs, word_embeddings=phrase_vecs)
+    ours = keybert_ranking(vectorizer.transform(DOCS).tocsr(), vocab, doc_vecs, phrase_vecs)
+    assert ours == [[phrase for phrase, _ in row] for row in expected]
+    assert all(ours)
 
 
 def test_hybrid_themes_through_the_embedding_cache(ws):
@@ -57,8 +77,8 @@ def test_hybrid_themes_through_the_embedding_cache(ws):
     cache = EmbeddingCache(ws)
     doc_vecs = cache.embed(DOCS)
     before = cache.computed
-    lists = extract_themes(DOCS, doc_vecs, cache.embed, "hybrid", 2, cache.model)
+    lists = extract_themes(DOCS, doc_vecs, cache.embed, "hybrid", 2)
     assert cache.computed > before  # only the candidate phrases were new; the documents came from the cache
     assert all(len(ts) == 2 for ts in lists)
-    assert extract_themes(["It is what it is.", "So be it."], cache.embed(["x", "y"]), cache.embed, "hybrid", 2,
-                          cache.model) == [[], []]
+    assert extract_themes(["It is what it is.", "So be it."], cache.embed(["x", "y"]), cache.embed, "hybrid",
+                          2) == [[], []]

@@ -107,10 +107,9 @@ def build_dataset(ws: Workspace, config: BuildConfig | None = None, progress: Pr
         texts = [prompt_key(e) for e in examples] + [e.response_text() for e in examples] + [e["text"] for e in entries]
         vectors = cache.embed(texts, progress)
         cache.save()
-        model = cache.model  # loaded here even when every text was cached: KeyBERT needs it later
         b.meta["embeddings"] = {"model": cache.model_name, "computed": cache.computed, "texts": len(vectors)}
     kept, ex_vecs = _filter(b, examples, vectors[:n], vectors[n : 2 * n], protected_ids)
-    kept, lists = _theme_and_weigh(b, kept, ex_vecs, cache, model)
+    kept, lists = _theme_and_weigh(b, kept, ex_vecs, cache)
     meta = _split_and_write(b, kept, lists)
     if b.cfg.build_memory:
         with b.stage("memory"):
@@ -149,11 +148,11 @@ def _pair_and_curate(b: Build, records: list[Record], tokenizer) -> tuple[list[E
     return examples, chunks, protected_ids
 
 
-def _theme_and_weigh(b: Build, kept: list[Example], ex_vecs: np.ndarray, cache, model) -> tuple[list[Example], list]:
+def _theme_and_weigh(b: Build, kept: list[Example], ex_vecs: np.ndarray, cache) -> tuple[list[Example], list]:
     cfg = b.cfg
     with b.stage("themes"):
         texts = [prompt_key(e) + "\n" + e.response_text() for e in kept]
-        lists = extract_themes(texts, ex_vecs, cache.embed, cfg.semantic_method, cfg.themes_per_example, model)
+        lists = extract_themes(texts, ex_vecs, cache.embed, cfg.semantic_method, cfg.themes_per_example)
         cache.save()  # the candidate phrases KeyBERT needed are cached too
     with b.stage("ipf"):
         weights, b.meta["ipf"] = weigh_examples(

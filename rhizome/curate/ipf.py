@@ -6,9 +6,10 @@ margin partitions the total weight. One sweep visits the margins in turn and mul
 weight by its categories' correction factors T_k / M_k; with fractional membership the factors
 are combined geometrically (generalised iterative scaling), which for 0/1 membership is exactly
 classic IPF (Deming & Stephan 1940). Targets for themes are the found frequencies tempered by
-alpha: T_k ~ n_k ** alpha (1 = as found, 0 = uniform). Weights are then trimmed to a band and
-re-raked a few times ("trimmed raking"); the report gives iterations, the final max relative
-marginal error, the weight range and Kish's effective sample size.
+alpha: T_k ~ n_k ** alpha (1 = as found, 0 = uniform). Every update is clipped to a weight band
+(bounded raking), and raking stops early once the error stalls, i.e. when the targets cannot be
+met inside the band; the report gives iterations, the final max relative marginal error, whether
+it stalled, the weight range and Kish's effective sample size.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 OTHER, NONE = "(other)", "(none)"
+PATIENCE = 25  # sweeps without a 0.1% gain before raking gives up on unreachable targets
+STALL = 1e-3
 
 
 @dataclass
@@ -27,6 +30,7 @@ class RakeResult:
     max_error: float
     converged: bool
     history: list[float] = field(default_factory=list)
+    stalled: bool = False  # stopped early: the targets are out of reach
 
 
 def membership(labels: list[list[str]], categories: list[str]) -> csr_matrix:
@@ -70,36 +74,37 @@ def marginal_error(margins: list[tuple[csr_matrix, np.ndarray]], w: np.ndarray) 
 
 
 def rake(margins: list[tuple[csr_matrix, np.ndarray]], weights: np.ndarray | None = None,
-         max_iter: int = 200, tol: float = 1e-3) -> RakeResult:
-    """Iterate sweeps over the margins until every marginal is within `tol` (relative)."""
+         max_iter: int = 200, tol: float = 1e-3, band: tuple[float, float] | None = None,
+         patience: int = PATIENCE) -> RakeResult:
+    """Sweep over the margins until every marginal is within `tol` (relative).
+
+    With `band` = (lo, hi), every update is clipped into it (bounded raking), so the weights never
+    leave the band and the fit is the closest one inside it. When `patience` sweeps in a row cut
+    the error by less than 0.1%, the targets cannot be met (inside the band, or at all: themes
+    that always co-occur can ask for contradictory totals); raking stops there, `stalled`, and
+    the best weights seen are returned rather than sweeping on to `max_iter` for nothing.
+    """
     n = margins[0][0].shape[0]
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).copy()
     history: list[float] = []
+    best_error, best_w, best_at = np.inf, w, 0
     for it in range(1, max_iter + 1):
         for A, target in margins:
             current = A.T @ w
             ratio = np.where((current > 0) & (target > 0), target / np.where(current > 0, current, 1.0), 1.0)
-            w *= np.exp(A @ np.log(ratio))
+            w = w * np.exp(A @ np.log(ratio))
+            if band is not None:
+                w = np.clip(w, *band)
         history.append(marginal_error(margins, w))
-        if history[-1] <= tol:
-            return RakeResult(w, it, history[-1], True, history)
-    return RakeResult(w, max_iter, history[-1] if history else 0.0, False, history)
-
-
-def trimmed_rake(margins: list[tuple[csr_matrix, np.ndarray]], w_min: float, w_max: float,
-                 max_iter: int = 200, tol: float = 1e-3, rounds: int = 8) -> RakeResult:
-    """Rake, scale to mean 1, clip to [w_min, w_max]; repeat so the margins absorb the trimming."""
-    n = margins[0][0].shape[0]
-    w, iterations, history = np.ones(n), 0, []
-    for _ in range(rounds):
-        result = rake(margins, w, max_iter, tol)
-        iterations += result.iterations
-        history += result.history
-        w = np.clip(result.weights * (n / result.weights.sum()), w_min, w_max)
-        if np.allclose(w, result.weights * (n / result.weights.sum()), rtol=1e-6):
-            break  # nothing was trimmed: the raked weights stand as they are
-    error = marginal_error(margins, w * (sum(t.sum() for _, t in margins[:1]) / w.sum()))
-    return RakeResult(w, iterations, error, error <= tol, history)
+        if history[-1] < best_error * (1 - STALL):
+            best_at = it
+        if history[-1] < best_error:
+            best_error, best_w = history[-1], w
+        if best_error <= tol:
+            return RakeResult(best_w, it, best_error, True, history)
+        if it - best_at >= patience:
+            return RakeResult(best_w, it, best_error, False, history, stalled=True)
+    return RakeResult(best_w, max_iter, best_error if history else 0.0, False, history)
 
 
 def effective_sample_size(w: np.ndarray) -> float:
@@ -174,7 +179,7 @@ def theme_categories(theme_lists: list[list[str]], max_themes: int) -> list[str]
 
 def weigh_examples(theme_lists: list[list[str]], sources: list[str], *, max_themes: int, theme_temperature: float,
                    source_temperature: float, w_min: float, w_max: float, max_iter: int, tol: float) -> tuple[np.ndarray, dict]:
-    """IPF weights (mean 1, trimmed) and the report for dataset_metadata.json."""
+    """IPF weights (mean about 1, inside [w_min, w_max]) and the report for dataset_metadata.json."""
     n = len(theme_lists)
     categories = theme_categories(theme_lists, max_themes)
     A = membership(theme_lists, categories)
@@ -184,11 +189,11 @@ def weigh_examples(theme_lists: list[list[str]], sources: list[str], *, max_them
     src_found = np.asarray(S.sum(axis=0)).ravel()
     margins = [(A, theme_targets(found, categories, theme_temperature)),
                (S, tempered_targets(src_found, source_temperature, n))]
-    result = trimmed_rake(margins, w_min, w_max, max_iter, tol)
+    result = rake(margins, max_iter=max_iter, tol=tol, band=(w_min, w_max))
     w = result.weights
     report = {
         "iterations": result.iterations, "max_marginal_error": result.max_error, "converged": result.converged,
-        "tolerance": tol, "categories": len(categories), "weight_min": float(w.min()), "weight_max": float(w.max()),
+        "stalled": result.stalled, "tolerance": tol, "categories": len(categories), "weight_min": float(w.min()), "weight_max": float(w.max()),
         "weight_mean": float(w.mean()), "trim_band": [w_min, w_max],
         "trimmed": int(((w <= w_min + 1e-12) | (w >= w_max - 1e-12)).sum()),
         "ess": effective_sample_size(w), "ess_ratio": effective_sample_size(w) / n if n else 0.0,

@@ -132,10 +132,11 @@ def _warn(b: Any, counts: dict[str, int], kept: int, themed: bool) -> None:
     ipf = b.meta.get("ipf", {})
     if themed and not ipf.get("converged", True):
         b.warnings.append(
-            f"IPF stopped at a max marginal error of {ipf['max_marginal_error']:.3g} (tolerance {ipf['tolerance']}): "
-            f"the weight band {ipf['trim_band']} or themes that always co-occur make the targets unreachable; "
-            "the weights are the closest fit inside the band (widen --weight-min/--weight-max or raise "
-            "--theme-temperature towards 1 to ask for less)")
+            f"IPF stopped at a max marginal error of {ipf['max_marginal_error']:.1%} (tolerance {ipf['tolerance']}): "
+            + ("the weight band {} or themes that always occur together make the targets unreachable; the weights "
+               "are the closest fit inside the band (widen --weight-min/--weight-max or raise --theme-temperature "
+               "towards 1 to ask for less)".format(ipf["trim_band"]) if ipf.get("stalled") else
+               "it ran out of sweeps (raise --ipf-max-iterations)"))
 
 
 def write_memory(ws: Workspace, entries: list[dict], vectors: np.ndarray, embedder: str) -> dict:

@@ -106,7 +106,9 @@ class EmbeddingCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / "vectors.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, self.matrix(), allow_pickle=False)
-        write_json(self.folder / "meta.json", {"model": self.model_name, "dim": self.dim, "count": len(self.keys)})
+        # The dimension from the vectors themselves: a build whose texts were all cached never loads the model.
+        write_json(self.folder / "meta.json", {"model": self.model_name, "dim": int(self.matrix().shape[1]),
+                                               "count": len(self.keys)})
         with atomic_path(self.folder / "keys.json") as tmp:
             tmp.write_text(json.dumps(self.keys), encoding="utf-8")
 

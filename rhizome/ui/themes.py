@@ -64,7 +64,9 @@ def render(meta: dict | None) -> tuple:
 def stats_html(view: dict[str, Any]) -> str:
     ipf = view["ipf"]
     converged = ipf.get("converged")
-    ipf_text = "—" if converged is None else ("converged" if converged else "not converged")
+    ipf_text = "—" if converged is None else (
+        "converged" if converged else "closest fit" if ipf.get("stalled") else "not converged")
+    error = ipf.get("max_marginal_error")
     ratio = ipf.get("ess_ratio")
     html = cards([
         ("examples", fmt_num(sum(view["splits"].values()))),
@@ -72,7 +74,8 @@ def stats_html(view: dict[str, Any]) -> str:
         ("entropy before", fmt_num(view["entropy_before"]), "normalised; 1 = perfectly even"),
         ("entropy after", fmt_num(view["entropy_after"]), "after IPF weighting"),
         ("effective sample size", fmt_num(view["ess"]), f"{ratio:.0%} of examples" if ratio else "Kish ESS"),
-        ("IPF", ipf_text, f"{ipf.get('iterations', '—')} sweeps"),
+        ("IPF", ipf_text, f"{ipf.get('iterations', '—')} sweeps"
+                          + (f", max marginal error {error:.1%}" if error is not None else "")),
     ])
     for warning in view["warnings"]:
         html += notice(esc(warning), "warn")
