@@ -5,9 +5,10 @@
 Builds a real memory index (FAISS + SQLite FTS5) with `build_memory` in `bench/out/retrieval/`
 from synthetic chunk texts (`gen_corpus.py`'s generator). `--embed` real embeddings are
 computed for that many chunks; the other chunks reuse one of them plus small noise, which keeps
-the vector distribution realistic while sparing hours of CPU embedding (an exact flat scan costs
-the same whatever the values). Times `Memory.search_vector` (search only: vector + FTS5 + RRF +
-metadata fetch, the query vector precomputed) and, separately, `Memory.embed_query`.
+the vector distribution realistic while sparing hours of CPU embedding. Above `HNSW_ABOVE`
+chunks the index is an HNSW graph, whose recall@20 against brute force is reported. Times
+`Memory.search_vector` (search only: vector + FTS5 + RRF + metadata fetch, the query vector
+precomputed) and, separately, `Memory.embed_query`.
 """
 from __future__ import annotations
 
@@ -95,6 +96,14 @@ def time_calls(fn, items, clock=time.thread_time) -> list[tuple[float, float]]:
     return out
 
 
+def vector_recall(memory, vecs: np.ndarray, qvecs: np.ndarray, depth: int) -> float:
+    """Share of the exact top-`depth` neighbours (brute force) that the index returns: 1.0 for the
+    flat index, the price of speed for HNSW."""
+    exact = np.argsort(-(qvecs @ vecs.T), axis=1)[:, :depth]
+    found = [set(memory.vector_search(q, depth)[0]) for q in qvecs]
+    return float(np.mean([len(f & set(e.tolist())) / depth for f, e in zip(found, exact)]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="retrieval latency benchmark")
     ap.add_argument("--chunks", type=int, default=100_000)
@@ -128,6 +137,7 @@ def main() -> None:
         "vector_only": percentiles(time_calls(lambda p: memory.search_vector(p[1], args.k, None), pairs)),
         "fts_only": percentiles(time_calls(lambda p: memory.keyword_search(p[0], max(4 * args.k, 20)), pairs)),
         "query_embedding": percentiles(q_embed),
+        "vector_recall_at_20": vector_recall(memory, vecs, np.array(qvecs), 20),
         "example": {"query": queries[0], "top": [h["citation"] for h in memory.search_vector(qvecs[0], args.k, queries[0])]},
     }
     write_json(out.parent / "retrieval_results.json", results)

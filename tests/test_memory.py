@@ -105,3 +105,20 @@ def test_common_words_are_pruned_from_keyword_search(memory, monkeypatch):
     assert memory.keyword_search("dry zygomorphic compost", 5) == [0]  # only "compost" is searched
     monkeypatch.setattr(index, "FTS_POSTINGS_BUDGET", 0)
     assert memory.keyword_search("dry zygomorphic compost", 5) == []
+
+
+def test_large_memory_uses_an_hnsw_graph_that_finds_the_same_neighbours(ws, monkeypatch):
+    from rhizome.memory import index as memory_index
+
+    monkeypatch.setattr(memory_index, "HNSW_ABOVE", 100)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [{"text": f"chunk {i}", "title": "t", "citation": f"c{i}"} for i in range(len(vectors))]
+    assert build_memory(ws, rows, vectors, "test")["index"] == "hnsw"
+    memory = open_memory(ws)
+    queries = vectors[:50] + 0.05 * rng.standard_normal((50, 64)).astype(np.float32)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = [memory.vector_search(q, 10)[0] for q in queries]
+    assert all(f[0] == i for i, f in enumerate(found))  # the chunk a query was made from comes first
+    assert np.mean([len(set(f) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.95

@@ -25,9 +25,10 @@ RRF_K = 60
 # Words are taken rarest first while their postings fit this budget; common words carry almost no
 # BM25 weight anyway, and the vector side already covers meaning.
 FTS_POSTINGS_BUDGET = 4000
-# Above this many chunks a graph index (HNSW) answers in well under a millisecond; below it an
-# exact flat scan is fast enough (about 6 ms single-threaded at 100k) and needs no build time.
-HNSW_ABOVE = 250_000
+# Above this many chunks a graph index (HNSW) answers in about a millisecond; below it an exact
+# flat scan is fast enough and needs no build time. A single-threaded flat scan grows by about
+# 1 ms per 10,000 chunks here (p95 12.7 ms at 100k, bench/RESULTS.md), too much of the budget.
+HNSW_ABOVE = 50_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -56,7 +57,7 @@ def _new_index(dim: int, count: int):
 
     if count > HNSW_ABOVE:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = 96
+        index.hnsw.efSearch = 256  # recall@20 0.95 at 96, see bench/RESULTS.md
         return index
     return faiss.IndexFlatIP(dim)
 
