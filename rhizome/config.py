@@ -211,8 +211,8 @@ class TrainConfig(StageConfig):
     """bundled (SmolLM2-135M-Instruct GGUF, dequantised), an HF id, a local HF folder, or a .gguf path."""
     trust_remote_code: bool = False
     """Allow model repos to run their own code; off unless the user turns it on."""
-    max_steps: int = 40
-    """Optimizer steps (0 means use num_epochs)."""
+    max_steps: int = 16
+    """Optimizer steps (0 means use num_epochs). The default fits the demo in 5 minutes on 2 CPU cores."""
     num_epochs: float = 1.0
     """Passes over the training set when max_steps is 0 (an epoch draws as many examples as the set holds)."""
     batch_size: int = 8
@@ -245,13 +245,13 @@ class TrainConfig(StageConfig):
     attends to another. Best with flash-attention on GPUs; elsewhere the block mask costs more than padding."""
     group_by_length: bool = True
     """With packing off, batch examples of similar length together (padded to the longest of each batch)."""
-    eval_steps: int = 10
+    eval_steps: int = 8
     """Evaluate on the validation split every this many steps (0 disables evaluation)."""
     eval_max_examples: int = 200
     """Validation examples scored per evaluation (the first ones of the split)."""
     theme_top_k: int = 5
     """Themes whose validation loss is reported separately."""
-    save_steps: int = 10
+    save_steps: int = 8
     """Write a resumable checkpoint every this many steps."""
     logging_steps: int = 2
     save_total_limit: int = 2
