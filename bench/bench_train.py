@@ -8,9 +8,10 @@ the default demo training (wall time, validation perplexity drop vs the base mod
 Baseline: plain transformers Trainer + peft LoRA, fp32, every batch padded to max_length, random
 sampling, full-vocabulary logits; same model, tokenised examples, batch size and steps. Ours:
 `train_lora` with evaluation, checkpoints and the knowledge test off, once as configured by
-default (bf16 autocast where the CPU has native bf16) and, on such CPUs, once forced to fp32 (ablation). The machine may be shared, so
-the two alternate in rounds and the median of the per-round ratios is reported. Tokens are real
-(non-padding) tokens; "step time" is forward + backward summed over steps, the same for both.
+default (bf16 autocast where the CPU has native bf16) and, on such CPUs, once forced to fp32
+(ablation). The machine may be shared, so the sides alternate in rounds and the median of the
+per-round ratios is reported. Tokens are real (non-padding) tokens; "step time" is forward +
+backward summed over steps, the same for both.
 Results: bench/out/train_results.json (append the table to bench/RESULTS.md by hand).
 """
 from __future__ import annotations

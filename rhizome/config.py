@@ -258,6 +258,8 @@ class TrainConfig(StageConfig):
     """Checkpoints kept besides the newest: the best ones by validation loss."""
     early_stopping_patience: int = 0
     """Evaluations without improvement before stopping (0 disables)."""
+    early_stopping_min_delta: float = 1e-4
+    """Smallest drop in validation loss that counts as an improvement (smaller ones are float noise)."""
     load_best_at_end: bool = True
     """Save the adapter of the best checkpoint by validation loss when it beats the final one."""
     knowledge_test_prompts: list[str] = field(default_factory=list)

@@ -193,8 +193,9 @@ def weigh_examples(theme_lists: list[list[str]], sources: list[str], *, max_them
     w = result.weights
     report = {
         "iterations": result.iterations, "max_marginal_error": result.max_error, "converged": result.converged,
-        "stalled": result.stalled, "tolerance": tol, "categories": len(categories), "weight_min": float(w.min()), "weight_max": float(w.max()),
-        "weight_mean": float(w.mean()), "trim_band": [w_min, w_max],
+        "stalled": result.stalled, "tolerance": tol, "categories": len(categories),
+        "weight_min": float(w.min()), "weight_max": float(w.max()), "weight_mean": float(w.mean()),
+        "trim_band": [w_min, w_max],
         "trimmed": int(((w <= w_min + 1e-12) | (w >= w_max - 1e-12)).sum()),
         "ess": effective_sample_size(w), "ess_ratio": effective_sample_size(w) / n if n else 0.0,
         "error_history": [round(e, 6) for e in result.history[:: max(1, len(result.history) // 50)]],

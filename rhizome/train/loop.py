@@ -111,7 +111,8 @@ def _build_trainer(run: Run, model, tokenizer, train: SplitData, validation: Spl
     stop = StopCallback(stop_event, run.dir)
     callbacks = [DiversityCallback(tracker), stop, CheckpointStateCallback(run.dir, sampler, tracker, config.save_total_limit)]
     if evaluate and config.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience,
+                                               early_stopping_threshold=config.early_stopping_min_delta))
     events = EventsCallback(run.dir, progress, lambda: 0, procs.world)
     collator = IndexedCollator(pad_token_id=tokenizer.pad_token_id, padding_free=config.packing,
                                varlen_kernels=getattr(model.config, "_attn_implementation", "") == "flash_attention_2")
