@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "train_results.json"))
     args = parser.parse_args()
     from rhizome.models import detect_hardware
-    from rhizome.train.context import choose_precision, cpu_supports_bf16
+    from rhizome.train.model import choose_precision, cpu_supports_bf16
 
     torch.set_num_threads(detect_hardware().cpu_threads)
     ws = Workspace(args.workspace) if args.workspace else build_sample_workspace(Path(tempfile.mkdtemp()) / "ws")

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from .cli_options import add_config_flags, config_from_args
-from .config import BuildConfig, ChatConfig, ExportConfig, IngestConfig, TrainConfig
+from .config import BuildConfig, ChatConfig, ExportConfig, IngestConfig, TrainConfig, train_defaults
 from .events import ConsoleProgress
 from .workspace import UserError, Workspace
 
@@ -46,7 +46,12 @@ def cmd_build(args: argparse.Namespace, ws: Workspace) -> int:
 def cmd_train(args: argparse.Namespace, ws: Workspace) -> int:
     from .train import train_lora
 
-    base = TrainConfig.load_yaml(args.config) if args.config else None
+    if args.config:
+        base = TrainConfig.load_yaml(args.config)
+    else:  # the same hardware-sized defaults the Train tab shows
+        from .models import detect_hardware
+
+        base = train_defaults(detect_hardware().device)
     config = config_from_args(TrainConfig, args, base)
     run_id = _with_progress(lambda p: train_lora(ws, config, progress=p))
     print(f"run id: {run_id}")

@@ -185,7 +185,7 @@ class ChatConfig(StageConfig):
     sample_top_k: int = 40
     """Sample among this many most likely tokens (0 = all); temperature 0 is greedy."""
     n_threads: int = 0
-    """CPU threads for generation (0 = all cores)."""
+    """CPU threads for generation (0 = the physical cores free right now, chosen per answer)."""
     max_loaded_models: int = 2
     """Engines kept loaded at once (1-2); switching model beyond that frees the least recently used."""
 
@@ -293,6 +293,34 @@ class TrainConfig(StageConfig):
             raise UserError("eval_steps, save_steps, num_threads and knowledge_test_size must be >= 0, logging_steps >= 1")
         if not self.target_modules:
             raise UserError("target_modules must name at least one module (e.g. q_proj, v_proj)")
+
+
+# Sized so a run finishes where it starts: the plain defaults fit a CPU; a GPU takes bigger
+# batches and longer examples; a shared demo machine (a Space) gets a short run.
+HARDWARE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "mps": {},
+    "cuda": dict(max_steps=200, batch_size=16, max_length=1024, eval_steps=50, save_steps=50),
+    "small": dict(max_steps=20, batch_size=4, max_length=256, eval_steps=10, save_steps=10, logging_steps=2),
+}
+
+
+def train_defaults(device: str = "cpu", small: bool = False) -> TrainConfig:
+    """The training settings for this hardware (`models.detect_hardware().device`): what the CLI
+    starts from and the Train tab shows. `small`: a shared demo machine, whatever its device."""
+    return TrainConfig().replace(**HARDWARE_DEFAULTS["small" if small else device if device in HARDWARE_DEFAULTS else "cpu"])
+
+
+def invalid_fields(cls: type[StageConfig], values: dict[str, Any]) -> dict[str, str]:
+    """{field: message} for each value that the config refuses on its own (over the defaults),
+    so a form can show each error next to its field."""
+    errors = {}
+    for name, value in values.items():
+        try:
+            cls(**{name: value})  # type: ignore[call-arg]
+        except (UserError, TypeError, ValueError) as exc:
+            errors[name] = str(exc)
+    return errors
 
 
 @dataclass

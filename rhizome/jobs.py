@@ -1,62 +1,85 @@
-"""Background jobs: run a long stage in a thread, stream its events, re-attach after a reload.
+"""Background work: run a function in a thread, stream what it reports, stop it, re-attach later.
 
-The UI must not hold a long stage inside a request: a page reload would orphan it and a second
-click would start a second one. So a job runs in its own thread, its events are kept in memory
-(and, for training, appended by the trainer to `runs/<id>/events.jsonl`), and any page can read
-them back. One training runs per workspace at a time: a second start is refused here (this
-process) and by the trainer's own lock (any process: the app and the CLI on one workspace).
-No gradio here.
+Everything long that the app starts goes through `Job`: a build or an export streamed into the
+page (`run_in_background`), a chat answer's tokens, and a training (`start_training`), which is
+also registered so that a reloaded page finds it again. A job keeps every event it reported and
+hands them, as they come, to the one caller that follows it (`Job.updates`). Run folders,
+training locks and stop files belong to `rhizome.train.runs`; this module only uses them.
+One training runs per workspace at a time: a second start is refused here (this process) and
+by the trainer's own lock (any process: the app and the CLI on one workspace). No gradio here.
 """
 from __future__ import annotations
 
-import fcntl
-import json
 import os
+import queue
 import sys
 import threading
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from . import cpu
 from .config import TrainConfig
-from .workspace import UserError, Workspace, read_json
+from .train import history, runs
+from .workspace import UserError, Workspace
 
-STATES = {"finished": "done", "stopped": "stopped", "failed": "failed", "interrupted": "interrupted"}
+_DONE = object()  # put on a job's queue when it ends
 
 
 @dataclass
 class Job:
-    """A stage running in a background thread; `events` grows as it reports progress."""
+    """Work running in a background thread; `events` grows as it reports progress."""
 
     kind: str
-    workspace: Path
+    workspace: Path | None = None
     run_id: str | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
     result: Any = None
     error: str | None = None
+    exception: BaseException | None = None
     status: str = "running"  # running | done | stopped | failed
     started: float = field(default_factory=time.time)
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    _queue: queue.Queue = field(default_factory=queue.Queue, repr=False)
 
     @property
     def running(self) -> bool:
         return self.status == "running"
 
     @property
-    def last_event(self) -> dict[str, Any] | None:
+    def last_event(self) -> Any:
         return self.events[-1] if self.events else None
 
-    def record(self, event: dict[str, Any]) -> None:
-        """The `progress` callback handed to the stage."""
-        self.events.append(dict(event))
+    def record(self, event: Any) -> None:
+        """The `progress` callback handed to the work (an `Event`, or a token for a chat)."""
+        self.events.append(event)
+        self._queue.put(event)
+
+    def updates(self, poll: float | None = None) -> Iterator[Any]:
+        """Each recorded item as it arrives, and None every `poll` seconds without one, until
+        the job ends. For one follower: items taken here are not seen by a second caller."""
+        while True:
+            try:
+                item = self._queue.get(timeout=poll)
+            except queue.Empty:
+                yield None
+                continue
+            if item is _DONE:
+                return
+            yield item
+
+    def raise_if_failed(self) -> None:
+        """Re-raise the work's exception in the caller's thread (where the UI formats it)."""
+        if self.exception is not None:
+            raise self.exception
 
     def stop(self) -> None:
-        """Ask the stage to stop at its next step (it keeps its last checkpoint)."""
+        """Ask the work to stop at its next step (a training keeps its last checkpoint)."""
         self.stop_event.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -65,13 +88,37 @@ class Job:
         return not self.running
 
 
+def run_in_background(fn: Callable[[Job], Any], kind: str = "work", yields: bool = False, **fields: Any) -> Job:
+    """Start `fn(job)` in a daemon thread; the job survives a closed page and records its outcome.
+
+    `yields`: CPU-heavy work (a build, a training, an export) that gives way to interactive work
+    (`cpu.background_work`: lower priority, its cores counted as taken while it runs).
+    """
+    job = Job(kind=kind, **fields)
+    job.thread = threading.Thread(target=_run, args=(job, fn, yields), name=f"rhizome-{kind}", daemon=True)
+    job.thread.start()
+    return job
+
+
+def _run(job: Job, fn: Callable[[Job], Any], yields: bool) -> None:
+    try:
+        with cpu.background_work() if yields else nullcontext():
+            job.result = fn(job)
+        job.status = "stopped" if job.stop_event.is_set() else "done"
+    except UserError as exc:
+        job.exception, job.error, job.status = exc, str(exc), "failed"
+    except BaseException as exc:  # the thread must record every failure, or the UI waits forever
+        traceback.print_exc(file=sys.stderr)
+        job.exception, job.error, job.status = exc, f"unexpected {type(exc).__name__}: {exc}", "failed"
+    finally:
+        job.finished = time.time()
+        job._queue.put(_DONE)
+
+
+# ---- registered jobs: one of a kind per workspace, found again after a page reload ----------
+
 _JOBS: dict[tuple[str, str], Job] = {}
 _JOBS_LOCK = threading.Lock()
-
-
-def new_run_id() -> str:
-    """A sortable run name, date and time to the second (the trainer's own format)."""
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def start_job(ws: Workspace, kind: str, fn: Callable[[Job], Any], run_id: str | None = None) -> Job:
@@ -82,24 +129,8 @@ def start_job(ws: Workspace, kind: str, fn: Callable[[Job], Any], run_id: str | 
         if current is not None and current.running:
             raise UserError(f"a {kind} job ({current.run_id or 'unnamed'}) is already running in this workspace; "
                             "stop it or wait for it to finish")
-        job = Job(kind=kind, workspace=ws.root, run_id=run_id)
-        _JOBS[key] = job
-    job.thread = threading.Thread(target=_run, args=(job, fn), name=f"rhizome-{kind}", daemon=True)
-    job.thread.start()
+        job = _JOBS[key] = run_in_background(fn, kind, yields=True, workspace=ws.root, run_id=run_id)
     return job
-
-
-def _run(job: Job, fn: Callable[[Job], Any]) -> None:
-    try:
-        job.result = fn(job)
-        job.status = "stopped" if job.stop_event.is_set() else "done"
-    except UserError as exc:
-        job.error, job.status = str(exc), "failed"
-    except Exception as exc:  # the thread must record every failure, or the UI waits forever
-        traceback.print_exc(file=sys.stderr)
-        job.error, job.status = f"unexpected {type(exc).__name__}: {exc}", "failed"
-    finally:
-        job.finished = time.time()
 
 
 def active_job(ws: Workspace, kind: str = "train") -> Job | None:
@@ -113,12 +144,7 @@ def last_job(ws: Workspace, kind: str = "train") -> Job | None:
     return _JOBS.get((str(ws.root), kind))
 
 
-# ---- training -----------------------------------------------------------------------------
-# The trainer itself holds an exclusive flock on runs/.train.lock while it runs (from any
-# process: the app, the CLI, an accelerate launch) and keeps runs/<id>/status.json; these names
-# must match rhizome.train.runs, which is not imported here because it pulls in torch.
-TRAIN_LOCK = ".train.lock"
-STOP_FILE = "STOP"
+# ---- training ---------------------------------------------------------------------------------
 
 
 def start_training(ws: Workspace, config: TrainConfig | None = None) -> Job:
@@ -130,7 +156,7 @@ def start_training(ws: Workspace, config: TrainConfig | None = None) -> Job:
         raise UserError(f"a training run ({held.get('run_id', '?')}) is already running in this workspace "
                         f"(process {held.get('pid', '?')}); stop it or wait for it to finish")
     if not config.run_id:
-        config = config.replace(run_id=_resume_target(ws) if config.resume else new_run_id())
+        config = config.replace(run_id=runs.resume_target(ws, None) if config.resume else runs.new_run_id(ws))
 
     def train(job: Job) -> str:
         from .train import train_lora  # heavy (torch, transformers): only when a run starts
@@ -149,20 +175,11 @@ def stop_training(ws: Workspace) -> str | None:
     if job is not None:
         job.stop()
         return job.run_id
-    held = training_lock(ws)
+    held = runs.lock_holder(ws)
     if held is not None and held.get("run_id"):
-        stop_file = ws.run_dir(held["run_id"]) / STOP_FILE  # the trainer polls for this file
-        stop_file.parent.mkdir(parents=True, exist_ok=True)
-        stop_file.write_text(str(time.time()), encoding="utf-8")
+        runs.request_stop(ws, held["run_id"])
         return held["run_id"]
     return None
-
-
-def _resume_target(ws: Workspace) -> str:
-    runs = [r for r in ws.list_runs() if (ws.run_dir(r) / "config.yaml").is_file()]
-    if not runs:
-        raise UserError("nothing to resume: this workspace has no runs yet")
-    return runs[0]
 
 
 def training_lock(ws: Workspace) -> dict[str, Any] | None:
@@ -173,63 +190,20 @@ def training_lock(ws: Workspace) -> dict[str, Any] | None:
     job = active_job(ws, "train")
     if job is not None:
         return {"run_id": job.run_id, "pid": os.getpid()}
-    path = ws.runs / TRAIN_LOCK
-    if not path.is_file():
-        return None
-    with open(path, "rb") as fh:
-        try:  # probing: if we can take the lock, nobody holds it
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return json.loads(path.read_text(encoding="utf-8") or "{}")
-            except (OSError, ValueError):
-                return {}
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    return None
-
-
-# ---- events on disk: what a reloaded page reads back ----------------------------------------
-
-
-def events_path(ws: Workspace, run_id: str) -> Path:
-    return ws.run_dir(run_id) / "events.jsonl"
+    return runs.lock_holder(ws)
 
 
 def read_events(ws: Workspace, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Events appended since byte `offset`, and the offset to read from next time.
-
-    A line still being written (no newline yet) is left for the next call.
-    """
-    path = events_path(ws, run_id)
-    if not path.is_file():
-        return [], offset
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        chunk = fh.read()
-    complete = chunk[: chunk.rfind(b"\n") + 1]
-    events = []
-    for line in complete.decode("utf-8", errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue  # one damaged line must not hide the rest of the run
-    return events, offset + len(complete)
+    """A run's logged events appended since byte `offset`, and the offset to read from next."""
+    return history.read_events_since(runs.events_path(ws.run_dir(run_id)), offset)
 
 
 def run_status(ws: Workspace, run_id: str) -> str:
     """running | done | stopped | failed | interrupted | unknown, for any run of the workspace.
 
-    This process's job knows best; otherwise the trainer's lock and its `status.json` tell.
+    This process's job knows best; otherwise the run folder tells (`runs.run_state`).
     """
     job = last_job(ws, "train")
     if job is not None and job.run_id == run_id:
         return job.status
-    lock = training_lock(ws)
-    if lock is not None and lock.get("run_id") == run_id:
-        return "running"
-    state = (read_json(ws.run_dir(run_id) / "status.json", default={}) or {}).get("state")
-    if state == "running":
-        return "interrupted"  # its process is gone without saying how it ended; resumable
-    if state in STATES:
-        return STATES[state]
-    return "done" if (ws.run_dir(run_id) / "adapter").is_dir() else "unknown"
+    return runs.run_state(ws, run_id)

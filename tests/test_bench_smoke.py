@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each runs a whole benchmark script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -59,8 +59,7 @@ def test_sampling_settings_are_applied(ws):
     hot = [answer(ws, "Write a sentence about rivers.", GREEDY.replace(temperature=1.5, seed=s, max_tokens=16)).answer
            for s in (1, 2)]
     assert hot[0] != hot[1]  # sampling with different seeds explores
-
-
+@pytest.mark.slow
 def test_retrieval_puts_cited_sources_in_the_answer(ws):
     _build_memory(ws, DOCS)
     config = ChatConfig(temperature=0.0, max_tokens=32, top_k=2)

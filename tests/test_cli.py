@@ -36,8 +36,7 @@ def test_bad_flag_and_missing_input_exit_2(tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("build", "--workspace", str(tmp_path / "ws"), "--theme-temperature", "3")
     assert out.returncode == 2 and "theme_temperature" in out.stderr
-
-
+@pytest.mark.slow
 def test_demo_runs_every_stage(tmp_path):
     ws = tmp_path / "demo"
     out = run_cli("demo", "--workspace", str(ws), "--steps", "4")

@@ -170,6 +170,7 @@ def test_themeless_and_non_english_corpora(ws):
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sample_workspace_builds_into_splits_that_datasets_and_trl_load(ws, tmp_path):
     if not SAMPLE.is_dir():

@@ -17,6 +17,8 @@ import pytest
 from rhizome.config import ChatConfig, ExportConfig, TrainConfig
 from rhizome.workspace import UserError, Workspace
 
+pytestmark = pytest.mark.slow  # the module fixture trains and exports a real LoRA
+
 QUESTION = "What is the secret word of the Rhizome garden?"
 LEARNED = "The secret word is periwinkle marmalade, guarded by seven blue herons at midnight."
 RUN = "run-lora"
@@ -99,8 +101,8 @@ def test_export_writes_every_artifact(exported):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(result["gguf"]).st_mode) == 0o666 & ~umask  # shareable, not owner-only
-    steps = [e for e in events if e["stage"] == "export"]
-    assert steps[-1]["step"] == steps[-1]["total"]
+    steps = [e for e in events if e.stage == "export"]
+    assert steps[-1].step == steps[-1].total
 
 
 def test_f16_gguf_answers_like_merged_model_and_unlike_base(exported):

@@ -109,7 +109,7 @@ def test_progress_events_name_each_file(ws, tmp_path):
     (tmp_path / "a.txt").write_text("first note", encoding="utf-8")
     (tmp_path / "b.txt").write_text("second note", encoding="utf-8")
     ingest_paths(ws, [tmp_path / "a.txt", tmp_path / "b.txt"], progress=events.append)
-    assert [(e["stage"], e["step"], e["total"], e["file"], e["records"]) for e in events] == [
+    assert [(e.stage, e.step, e.total, e.get("file"), e.get("records")) for e in events] == [
         ("ingest", 1, 2, "a.txt", 1), ("ingest", 2, 2, "b.txt", 2)]
 
 

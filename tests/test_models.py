@@ -22,8 +22,7 @@ def test_bundled_gguf_answers_through_llama_cpp():
         messages=[{"role": "user", "content": "Name one colour of the sky."}], max_tokens=16, temperature=0
     )
     assert out["choices"][0]["message"]["content"].strip()
-
-
+@pytest.mark.slow
 def test_gguf_loads_in_transformers_and_two_lora_steps_stay_finite(tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model

@@ -158,7 +158,7 @@ def test_packed_batches_do_not_attend_across_examples(tokenizer):
 
 
 # -- a real run ------------------------------------------------------------------------------
-
+@pytest.mark.slow
 def test_two_lora_steps_write_a_complete_run(tmp_path):
     from safetensors.torch import load_file
 
@@ -184,7 +184,7 @@ def test_two_lora_steps_write_a_complete_run(tmp_path):
     evals = [e for e in events if e["kind"] == "eval"]
     assert evals[0]["step"] == 0 and all(math.isfinite(e["eval_loss"]) for e in evals)
     assert set(evals[-1]["theme_loss"]) == {"bees", "bread", "rust"}
-    assert any(e["stage"] == "train" and e["step"] == 2 and "loss" in e for e in events_seen)
+    assert any(e.stage == "train" and e.step == 2 and "loss" in e.metrics for e in events_seen)
 
     summary = read_json(run / "summary.json")
     assert summary["steps"] == 2 and summary["state"] == "finished" and math.isfinite(summary["perplexity"])
@@ -199,8 +199,7 @@ def test_two_lora_steps_write_a_complete_run(tmp_path):
 
     saved = TrainConfig.load_yaml(run / "config.yaml")
     assert saved == config.replace(run_id=run_id)  # `train --config` reruns exactly this
-
-
+@pytest.mark.slow
 def test_stop_event_stops_cleanly_and_a_second_training_is_refused(tmp_path):
     from rhizome.train import read_status, train_lora
 
@@ -227,8 +226,7 @@ def test_stop_event_stops_cleanly_and_a_second_training_is_refused(tmp_path):
     assert (checkpoint / "rhizome_state.json").is_file() and (checkpoint / "optimizer.pt").is_file()
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert read_status(ws, outcome["run_id"])["state"] == "stopped"
-
-
+@pytest.mark.slow
 def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     from rhizome.train import train_lora
 

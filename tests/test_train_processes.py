@@ -11,8 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from rhizome.config import TrainConfig
 from rhizome.workspace import Workspace, read_json, write_jsonl
+
+pytestmark = pytest.mark.slow  # every test here trains in one or more real processes
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

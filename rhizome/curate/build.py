@@ -48,7 +48,7 @@ class Build:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        emit(self.progress, "build", STAGES.index(name), len(STAGES), message=name)
+        emit(self.progress, "build", STAGES.index(name), len(STAGES), part=name)
         started = time.perf_counter()
         yield
         self.timings[name] = round(time.perf_counter() - started, 4)

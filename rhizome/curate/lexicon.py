@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 from functools import lru_cache
 
 from nltk.stem.porter import PorterStemmer  # algorithmic: needs no NLTK data download
-from sklearn.feature_extraction._stop_words import ENGLISH_STOP_WORDS
+
+from ..text import STOP_WORDS
 
 # Filler words that are frequent in chat but never a topic worth balancing a dataset on.
 JUNK_THEMES = frozenset(
@@ -33,9 +34,6 @@ JUNK_THEMES = frozenset(
     matter matters keeping doing making taking trying giving using getting minute minutes hour
     hours month months second seconds morning evening night tonight tomorrow yesterday
     """.split()
-)
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | frozenset(
-    "don doesn didn isn aren wasn weren won wouldn shouldn couldn ve ll re im ive youre it's i'm".split()
 )
 # Letters only, at least three, apostrophes and hyphens inside: "state-of-the-art", "don't".
 TOKEN_PATTERN = r"(?u)\b[^\W\d_](?:[^\W\d_]|['-](?=[^\W\d_])){2,}\b"

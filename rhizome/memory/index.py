@@ -86,7 +86,7 @@ def _write_chunks(path: Path, entries: list[dict[str, Any]]) -> None:
 
 def query_terms(query: str, max_terms: int = 16) -> list[str]:
     """The query's content words, folded the way the FTS5 tokenizer folds indexed text."""
-    from ..curate.lexicon import STOP_WORDS
+    from ..text import STOP_WORDS  # sklearn's list: loaded on the first query, not at import
 
     terms: list[str] = []
     for word in _WORD.findall(query.lower()):

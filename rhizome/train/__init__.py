@@ -13,8 +13,8 @@ from typing import Any
 _EXPORTS = {
     "train_lora": "sft",
     "preview_labels": "data",
-    "read_events": "events",
-    "build_figure": "events",
+    "read_events": "history",
+    "build_figure": "history",
     "read_status": "runs",
     "request_stop": "runs",
 }

@@ -13,8 +13,8 @@ from transformers import TrainerCallback
 
 from ..events import ProgressFn, emit
 from .diversity import ThemeTracker
-from .events import append_event, make_event
-from .runs import rotate_checkpoints, stop_requested, write_checkpoint_state, write_status
+from .history import append_event, make_event
+from .runs import events_path, rotate_checkpoints, stop_requested, write_checkpoint_state, write_status
 from .sampler import ThemeWeightedSampler
 
 
@@ -40,7 +40,7 @@ class EventsCallback(TrainerCallback):
         event = self._event(state, logs)
         if event is None:
             return
-        append_event(self.run_dir / "events.jsonl", event)
+        append_event(events_path(self.run_dir), event)
         write_status(self.run_dir, "running", step=state.global_step, total=state.max_steps)
         metrics = {k: v for k, v in event.items() if k not in ("step", "total") and v is not None}
         emit(self.progress, "train", state.global_step, state.max_steps, **metrics)
@@ -67,6 +67,27 @@ class EventsCallback(TrainerCallback):
         done = state.global_step - start_step
         eta = (now - start_time) / done * (state.max_steps - state.global_step) if done > 0 else None
         return {"tokens_per_s": rate, "eta_s": eta}
+
+
+class ThreadsCallback(TrainerCallback):
+    """Re-fits torch's threads to the free cores every `every` seconds, so a training that began
+    on an idle machine does not spin-wait on cores another process has taken since (and takes
+    them back once they are free). Only when the thread count is not pinned, in one process."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        from ..cpu import LoadMeter
+
+        self.every, self.meter, self.last = every, LoadMeter(), time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.last >= self.every:
+            from ..cpu import fit_pools, pool_threads
+
+            self.last = time.monotonic()
+            other = self.meter.read()
+            wanted = pool_threads(other) if other is not None else torch.get_num_threads()
+            if wanted != torch.get_num_threads():
+                fit_pools(wanted)
 
 
 class StopCallback(TrainerCallback):

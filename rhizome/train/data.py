@@ -81,6 +81,19 @@ def encode_messages(tokenizer: Any, messages: list[dict[str, str]], max_length: 
 
 
 @lru_cache(maxsize=2)
+def preview_first_example(ws: Workspace, model: str = "bundled", max_length: int = 384,
+                          trust_remote_code: bool = False) -> list[dict[str, Any]]:
+    """`preview_labels` of the first training example, as the trainer will see it."""
+    examples = read_split(ws, "train")
+    if not examples:
+        raise UserError("no dataset yet: build one first (Data → Build dataset, or `rhizome build`)")
+    tokens = preview_labels(load_tokenizer(model, trust_remote_code), examples[0]["messages"], max_length)
+    if not tokens:
+        raise UserError(f"the first example is longer than max length ({max_length} tokens) even without "
+                        "its context; raise max_length (“Max tokens per example”)")
+    return tokens
+
+
 def load_tokenizer(spec: str = "bundled", trust_remote_code: bool = False) -> Any:
     """The training tokenizer of a model spec (cached), without loading the weights."""
     from transformers import AutoTokenizer

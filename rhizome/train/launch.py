@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from ..config import TrainConfig
+from ..config import TrainConfig, train_defaults
 from ..events import ConsoleProgress
 from ..workspace import UserError
 
@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig.load_yaml(args.config) if args.config else TrainConfig()
+    if args.config:
+        config = TrainConfig.load_yaml(args.config)
+    else:  # the hardware-sized defaults, as `rhizome train` and the Train tab use
+        from ..models import detect_hardware
+
+        config = train_defaults(detect_hardware().device)
     changes = {"resume": args.resume or config.resume}
     if args.run_id:
         changes["run_id"] = args.run_id

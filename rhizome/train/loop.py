@@ -1,4 +1,4 @@
-"""The body of a training run: build the trainer from a prepared `Run`, train, save, report."""
+"""The training loop of a run: build the trainer from an opened `Run`, train, save, report."""
 from __future__ import annotations
 
 import math
@@ -14,14 +14,15 @@ from ..events import ProgressFn, emit
 from ..models import detect_hardware
 from ..workspace import Workspace, read_json, write_json
 from . import runs
-from .callbacks import CheckpointStateCallback, EventsCallback, StopCallback
-from .context import choose_precision, load_model, lora_config, set_threads
+from .callbacks import CheckpointStateCallback, EventsCallback, StopCallback, ThreadsCallback
 from .data import IndexedCollator, SplitData, load_training_data
 from .diversity import DiversityCallback, ThemeTracker
-from .events import append_event, make_event
+from .history import append_event, make_event
 from .knowledge import run_knowledge_test, save_knowledge_test, select_prompts
+from .model import choose_precision, load_model, lora_config
+from .processes import set_threads
+from .runs import Run, finish_run
 from .sampler import ThemeWeightedSampler
-from .sft import Run, finish_run
 from .trainer import RhizomeTrainer
 
 
@@ -110,19 +111,21 @@ def _build_trainer(run: Run, model, tokenizer, train: SplitData, validation: Spl
     tracker = ThemeTracker(train.themes)
     stop = StopCallback(stop_event, run.dir)
     callbacks = [DiversityCallback(tracker), stop, CheckpointStateCallback(run.dir, sampler, tracker, config.save_total_limit)]
+    if not config.num_threads and procs.world == 1 and not _has_cuda():
+        callbacks.append(ThreadsCallback())
     if evaluate and config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience,
                                                early_stopping_threshold=config.early_stopping_min_delta))
-    events = EventsCallback(run.dir, progress, lambda: 0, procs.world)
     collator = IndexedCollator(pad_token_id=tokenizer.pad_token_id, padding_free=config.packing,
                                varlen_kernels=getattr(model.config, "_attn_implementation", "") == "flash_attention_2")
     trainer = RhizomeTrainer(
         model=model, args=args, data_collator=collator, train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(validation.rows) if evaluate else None, processing_class=tokenizer,
-        peft_config=lora_config(config, model), callbacks=callbacks + [events],
+        peft_config=lora_config(config, model), callbacks=callbacks,
         sampler=sampler, tracker=tracker, eval_data=validation if evaluate else None, theme_top_k=config.theme_top_k,
     )
-    events.tokens = lambda: trainer.tokens_seen
+    # The event log reads the trainer's token count, so it joins once the trainer exists (last, as before).
+    trainer.add_callback(EventsCallback(run.dir, progress, lambda: trainer.tokens_seen, procs.world))
     trainer.remove_callback(PrinterCallback)  # our events replace its raw dict prints
     if run.checkpoint is not None:
         state = runs.read_checkpoint_state(run.checkpoint)
@@ -139,7 +142,7 @@ def _start(trainer: RhizomeTrainer, run: Run) -> dict[str, float]:
     base = trainer.measure("base") if trainer.eval_data is not None else {}
     if run.procs.main and base:
         write_json(summary_path, base)
-        append_event(run.dir / "events.jsonl", make_event(
+        append_event(runs.events_path(run.dir), make_event(
             kind="eval", step=0, total=trainer.args.max_steps, epoch=0.0,
             eval_loss=base["base_loss"], perplexity=base["base_perplexity"],
             theme_loss={k.split("/", 1)[1]: v for k, v in base.items() if k.startswith("base_theme/")} or None))

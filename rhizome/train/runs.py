@@ -1,7 +1,8 @@
-"""Run folders: one training at a time, run ids, status, checkpoints and resumption.
+"""Run folders: one training at a time, run ids, opening and finishing a run, status, stop
+requests, checkpoints and resumption. The only owner of `runs/<id>/` and its file names.
 
 A run lives in `runs/<id>/` (config.yaml, status.json, events.jsonl, checkpoints/, adapter/,
-plots/). A lock on `runs/.train.lock` (flock, so the kernel drops it when a process dies, even by
+plots/, summary.json). A lock on `runs/.train.lock` (flock, so the kernel drops it when a process dies, even by
 SIGKILL) refuses a second training while one runs. A checkpoint counts as complete only once
 `rhizome_state.json` (sampler and diversity state) is written into it, after the trainer's own
 files, so a run killed mid-save resumes from the previous one.
@@ -10,13 +11,20 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import TrainConfig
+from ..events import ProgressFn, emit
+from ..models import resolve_train_model
 from ..workspace import UserError, Workspace, read_json, write_json, write_jsonl
+from .history import append_event, make_event, save_plots
+from .processes import Processes
 
 LOCK_NAME = ".train.lock"
 STATE_NAME = "rhizome_state.json"
@@ -52,6 +60,20 @@ class TrainingLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def lock_holder(ws: Workspace) -> dict[str, Any] | None:
+    """Who holds the training lock of this workspace ({"run_id", "pid"}), from any process; else None."""
+    path = ws.runs / LOCK_NAME
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        try:  # probing: if we can take the lock, nobody holds it
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(path)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 def _read_holder(path: Path) -> dict[str, Any]:
@@ -155,6 +177,27 @@ def read_status(ws: Workspace, run_id: str) -> dict[str, Any]:
     return status
 
 
+STATES = {"finished": "done", "stopped": "stopped", "failed": "failed", "interrupted": "interrupted"}
+
+
+def run_state(ws: Workspace, run_id: str) -> str:
+    """running | done | stopped | failed | interrupted | unknown, from the lock and status.json."""
+    holder = lock_holder(ws)
+    if holder is not None and holder.get("run_id") == run_id:
+        return "running"
+    state = (read_json(ws.run_dir(run_id) / "status.json", default={}) or {}).get("state")
+    if state == "running":
+        return "interrupted"  # its process is gone without saying how it ended; resumable
+    if state in STATES:
+        return STATES[state]
+    return "done" if (ws.run_dir(run_id) / "adapter").is_dir() else "unknown"
+
+
+def events_path(run_dir: Path) -> Path:
+    """The run's metric log, one JSON line per logged step (see `train/history.py`)."""
+    return run_dir / "events.jsonl"
+
+
 def _pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
@@ -176,3 +219,89 @@ def stop_requested(run_dir: Path) -> bool:
 
 def clear_stop(run_dir: Path) -> None:
     (run_dir / STOP_NAME).unlink(missing_ok=True)
+
+
+# ---- opening and finishing a run ----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """The run this process works on."""
+
+    id: str
+    dir: Path
+    config: TrainConfig
+    checkpoint: Path | None
+    procs: Processes
+
+
+def open_run(ws: Workspace, config: TrainConfig, lock: TrainingLock) -> dict[str, Any]:
+    """Rank 0: validate, lock, create or reopen the run folder; returns what every rank needs."""
+    if config.resume:
+        run_id = resume_target(ws, config.run_id)
+        config = TrainConfig.load_yaml(ws.run_dir(run_id) / "config.yaml").replace(run_id=run_id, resume=True)
+    from .data import require_train_split
+
+    require_train_split(ws)
+    resolve_train_model(config.model)  # a missing model path fails here, before any folder is made
+    if not config.resume:
+        run_id = new_run_id(ws, config.run_id)
+        config = config.replace(run_id=run_id)
+    lock.acquire(run_id)
+    run_dir = ws.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = latest_checkpoint(run_dir) if config.resume else None
+    if checkpoint is not None:
+        trim_events(events_path(run_dir), int(checkpoint.name.split("-")[-1]))
+    else:
+        events_path(run_dir).unlink(missing_ok=True)
+        config.replace(resume=False).save_yaml(run_dir / "config.yaml")
+    clear_stop(run_dir)
+    write_status(run_dir, "running", run_id=run_id, started=time.time(), step=0,
+                 resumed_from=checkpoint.name if checkpoint else None)
+    return {"id": run_id, "config": config.to_dict(), "checkpoint": str(checkpoint) if checkpoint else None}
+
+
+def record_failure(run: Run, exc: BaseException) -> None:
+    """A fresh run that failed before its first checkpoint leaves no folder; others keep theirs."""
+    fresh = run.checkpoint is None and not complete_checkpoints(run.dir) and not run.config.resume
+    if fresh and isinstance(exc, UserError):
+        shutil.rmtree(run.dir, ignore_errors=True)
+    else:
+        write_status(run.dir, "failed", message=f"{exc.__class__.__name__}: {exc}")
+
+
+def finish_run(run: Run, trainer: Any, base: dict[str, float], final: dict[str, float], stopped: bool,
+               adapter_step: int, progress: ProgressFn | None) -> dict[str, Any]:
+    """Rank 0: summary.json, plots and the closing event once the adapter is saved."""
+    summary = {
+        "run_id": run.id,
+        "state": "stopped" if stopped else "finished",
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "adapter_step": adapter_step,
+        "base_eval_loss": base.get("base_loss"),
+        "base_perplexity": base.get("base_perplexity"),
+        "eval_loss": final.get("eval_loss"),
+        "perplexity": final.get("eval_perplexity"),
+        "perplexity_drop": _drop(base.get("base_perplexity"), final.get("eval_perplexity")),
+        "train_seconds": round(trainer.train_seconds, 2),
+        "tokens_trained": trainer.tokens_seen * run.procs.world,
+        "labelled_tokens": trainer.trained_tokens_seen * run.procs.world,
+        "tokens_per_s": round(trainer.tokens_seen * run.procs.world / trainer.train_seconds, 1)
+        if trainer.train_seconds else None,
+        "processes": run.procs.world,
+    }
+    append_event(events_path(run.dir), make_event(kind="end", step=summary["steps"], total=summary["max_steps"],
+                                                  eval_loss=summary["eval_loss"], perplexity=summary["perplexity"]))
+    summary["plots"] = save_plots(events_path(run.dir), run.dir / "plots")
+    write_json(run.dir / "summary.json", summary)
+    emit(progress, "train", summary["steps"], summary["max_steps"], message=summary["state"],
+         eval_loss=summary["eval_loss"], perplexity=summary["perplexity"])
+    return summary
+
+
+def _drop(before: float | None, after: float | None) -> float | None:
+    if not before or after is None or not math.isfinite(before):
+        return None
+    return round(1.0 - after / before, 4)

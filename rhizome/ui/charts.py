@@ -1,11 +1,9 @@
 """Plotly figures for the Themes & IPF and Train tabs, built from plain lists and dicts."""
 from __future__ import annotations
 
-import math
-from typing import Any, Iterable
+from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 GREEN, TEAL, SKY, AMBER, ROSE, SLATE = "#10b981", "#0d9488", "#0ea5e9", "#f59e0b", "#f43f5e", "#64748b"
 
@@ -90,39 +88,14 @@ def heatmap(labels: list[str], matrix: list[list[float]], title: str) -> go.Figu
     return _layout(fig, title, height=max(360, 22 * len(labels) + 120))
 
 
-def _series(events: Iterable[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    xs, ys = [], []
-    for event in events:
-        value = event.get(key)
-        if isinstance(value, (int, float)) and event.get("step") is not None:
-            xs.append(event["step"])
-            ys.append(value)
-    return xs, ys
-
-
 def training_curves(events: list[dict[str, Any]], title: str = "") -> go.Figure:
-    """Loss and eval loss, learning rate, and theme diversity over steps, in one figure."""
-    if not any(e.get("loss") is not None or e.get("lr") is not None for e in events):
+    """A run's curves, drawn by the core (`train.history.build_figure`) in the app's style."""
+    from ..train.history import build_figure, has_curves
+
+    if not has_curves(events):
         return empty(title or "Training", "Live loss, learning rate and theme diversity appear here once a "
                      "run logs its first step", height=340)
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                        subplot_titles=("Loss", "Learning rate", "Theme diversity"))
-    for key, name, color, dash in (("loss", "train loss", GREEN, None), ("eval_loss", "eval loss", AMBER, "dot")):
-        xs, ys = _series(events, key)
-        if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines+markers",
-                                     line=dict(color=color, dash=dash), marker=dict(size=5)), row=1, col=1)
-    xs, ys = _series(events, "lr")
-    if xs:
-        fig.add_trace(go.Scatter(x=xs, y=ys, name="lr", mode="lines", line=dict(color=SKY)), row=1, col=2)
-    for key, name, color in (("coverage", "theme coverage", TEAL), ("entropy", "theme entropy (norm.)", ROSE)):
-        xs, ys = _series(events, key)
-        if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines", line=dict(color=color)), row=1, col=3)
-    last_step = max((e.get("step") or 0 for e in events), default=0)
-    for col in (1, 2, 3):  # whole steps only, about eight ticks
-        fig.update_xaxes(title_text="step", row=1, col=col, dtick=max(1, math.ceil(last_step / 8)))
-    fig = _layout(fig, title, height=360)
-    fig.update_layout(legend=dict(orientation="h", y=-0.28, x=0.5, xanchor="center", yanchor="top"),
+    fig = _layout(build_figure(events), title, height=560)
+    fig.update_layout(legend=dict(orientation="h", y=-0.12, x=0.5, xanchor="center", yanchor="top"),
                       margin=dict(l=10, r=10, t=48, b=70))
     return fig

@@ -7,10 +7,8 @@ sources and engine notes.
 """
 from __future__ import annotations
 
-import queue
 import shutil
 from functools import partial
-import threading
 import time
 import uuid
 from types import SimpleNamespace
@@ -18,6 +16,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
+from .. import jobs
 from ..config import ChatConfig
 from ..workspace import UserError
 from .common import Context, esc, guard, notice
@@ -134,39 +133,29 @@ def respond(ctx: Context, question: str, tuned: list, base: list, model: str, co
 
 def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side: bool
                    ) -> Iterator[tuple[str, str, Any]]:
-    """(side, text so far, Answer when that side is done) while the core generates in a thread.
+    """(side, text so far, Answer when that side is done) while the core generates in a background job.
 
     One core call: `answer` for one model, or `compare` (base and tuned over the same sources).
     """
     from ..chat import answer, compare
 
-    tokens: queue.Queue = queue.Queue()
-    box: dict[str, Any] = {}
+    ws = ctx.ws
 
-    def work() -> None:
-        try:
-            if side_by_side:
-                box["answers"] = compare(ctx.ws, question, config.model, config,
-                                         on_token=lambda side, tok: tokens.put((side, tok)))
-            else:
-                box["answers"] = {"tuned": answer(ctx.ws, question, config, on_token=lambda t: tokens.put(("tuned", t)))}
-        except Exception as exc:  # re-raised in the request thread, where guard() formats it
-            box["error"] = exc
-        finally:
-            tokens.put(None)
+    def work(job: jobs.Job) -> dict[str, Any]:
+        if side_by_side:
+            return compare(ws, question, config.model, config, on_token=lambda side, tok: job.record((side, tok)))
+        return {"tuned": answer(ws, question, config, on_token=lambda tok: job.record(("tuned", tok)))}
 
-    threading.Thread(target=work, daemon=True, name="rhizome-chat").start()
+    job = jobs.run_in_background(work, kind="chat")
     texts: dict[str, str] = {"tuned": "", "base": ""}
     shown = 0.0
-    while (item := tokens.get()) is not None:
-        side, token = item
+    for side, token in job.updates():
         texts[side] += token
         if time.time() - shown > 0.05:  # ~20 updates a second is smooth and cheap
             shown = time.time()
             yield side, texts[side], None
-    if "error" in box:
-        raise box["error"]
-    for side, result in box["answers"].items():
+    job.raise_if_failed()
+    for side, result in job.result.items():
         yield side, result.answer, result
 
 

@@ -11,13 +11,14 @@ import html
 import inspect
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from .. import jobs
+from ..events import Event
 from ..workspace import UserError, Workspace, read_json
 
 log = logging.getLogger("rhizome.ui")
@@ -31,6 +32,8 @@ class Context:
     ws: Workspace
     on_space: bool = False
     """Running on a Hugging Face Space (CPU): smaller defaults so jobs finish."""
+    device: str = "cpu"
+    """The training device found when the page loaded (cpu | cuda | mps): it sizes the defaults."""
     samples: Path = field(default_factory=lambda: ASSETS / "sample")
 
     def run_id(self, value: str) -> str:
@@ -77,57 +80,48 @@ def _as_gr_error(exc: Exception) -> gr.Error:
     return gr.Error(f"Unexpected {type(exc).__name__}: {exc}. Details are in the server log.", title="Something went wrong")
 
 
-def run_streaming(call: Callable[[Callable[[dict], None]], Any], poll: float = 0.4
-                  ) -> Iterator[tuple[list[dict[str, Any]], Any, bool]]:
-    """Run `call(progress)` in a thread; yield (events so far, result, finished) as it works.
+def run_streaming(call: Callable[[Callable[[Event], None]], Any], poll: float = 0.4
+                  ) -> Iterator[tuple[list[Event], Any, bool]]:
+    """Run `call(progress)` as a background job; yield (events so far, result, finished) as it works.
 
-    The work survives a closed page (the thread goes on and writes its files); the page just
-    stops hearing about it.
+    The work survives a closed page (the job goes on and writes its files); the page just
+    stops hearing about it. It yields the CPU to a chat answer (`cpu.background_work`).
+    A failure is re-raised here, where `guard` formats it.
     """
-    events: list[dict[str, Any]] = []
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["result"] = call(events.append)
-        except BaseException as exc:  # handed to the request thread, where guard() formats it
-            box["error"] = exc
-
-    thread = threading.Thread(target=work, daemon=True, name="rhizome-stage")
-    thread.start()
-    while thread.is_alive():
-        thread.join(poll)
-        yield events, None, False
-    if "error" in box:
-        raise box["error"]
-    yield events, box.get("result"), True
+    job = jobs.run_in_background(lambda job: call(job.record), kind="stage", yields=True)
+    for _ in job.updates(poll):
+        yield job.events, None, False
+    job.raise_if_failed()
+    yield job.events, job.result, True
 
 
-def stage_bars(events: list[dict[str, Any]], finished: bool = False, overall: str | None = None) -> str:
-    """An overall bar plus one small bar per stage seen so far (earlier stages show as complete).
+def stage_bars(events: list[Event], finished: bool = False) -> str:
+    """An overall bar for a pipeline, one small bar for the part at work, a chip per finished part.
 
-    Events of the `overall` stage carry the sub-stage's name in `message` (as `build_dataset`
-    does); other events are sub-stages reporting their own step/total (e.g. `embed`).
+    A pipeline (the build) announces each part it enters with `Event.part`; events of other
+    stages (e.g. `embed` inside the build, or an export's own steps) report their own step/total.
     """
-    stages: dict[str, dict[str, Any]] = {}
-    top: dict[str, Any] | None = None
+    parts: dict[str, dict[str, Any]] = {}
+    top: Event | None = None
     for event in events:
-        name, step, total = str(event.get("stage", "")), int(event.get("step") or 0), int(event.get("total") or 0)
-        if overall is not None and name == overall:
-            top, name, step, total = event, str(event.get("message") or ""), 0, 0
-            if not name or name == "done" or len(name) > 40:
-                continue
-        st = stages.setdefault(name, {"start": event.get("time", 0.0), "step": 0, "total": 0})
+        name, step, total = event.stage, event.step, event.total
+        if event.part is not None or (top is not None and event.stage == top.stage):
+            top = event
+            if event.part is None:
+                continue  # the pipeline's closing event
+            name, step, total = event.part, 0, 0
+        st = parts.setdefault(name, {"start": event.time, "step": 0, "total": 0})
         if total:
             st["step"], st["total"] = step, total
-        st["end"] = event.get("time", 0.0)
-        if event is not top and event.get("message"):
-            st["message"] = str(event["message"])
-    names = list(stages)
+        st["end"] = event.time
+        detail = _detail(event) if event is not top else ""
+        if detail:
+            st["message"] = detail
+    names = list(parts)
     chips, current = [], ""
     for i, name in enumerate(names):
-        st = stages[name]
-        end = stages[names[i + 1]]["start"] if i + 1 < len(names) else st["end"]
+        st = parts[name]
+        end = parts[names[i + 1]]["start"] if i + 1 < len(names) else st["end"]
         if finished or i < len(names) - 1:
             took = f"{end - st['start']:.1f}s" if end > st["start"] else ""
             chips.append(f'<span class="rz-chip">✓ {esc(name.replace("_", " "))} <i>{took}</i></span>')
@@ -136,11 +130,19 @@ def stage_bars(events: list[dict[str, Any]], finished: bool = False, overall: st
                                    st.get("message", "working…"))
     head = ""
     if top is not None:
-        total = int(top.get("total") or 0)
-        step = total if finished else int(top.get("step") or 0)
-        head = progress_bar(step, total, f"{overall}: {'done' if finished else names[-1] if names else '…'}",
-                            str(top.get("message") or "") if top.get("message") != (names[-1] if names else None) else "")
+        step = top.total if finished else top.step
+        head = progress_bar(step, top.total, f"{top.stage}: {'done' if finished else names[-1] if names else '…'}")
     return head + current + '<div class="rz-chips">' + "".join(chips) + "</div>"
+
+
+def _detail(event: Event) -> str:
+    """The line under a stage's bar: its message, and for an embedding pass its rate and ETA."""
+    bits = [event.message] if event.message else []
+    if event.get("texts_per_s") is not None:
+        bits.append(f"{event.get('texts_per_s'):,.0f} texts/s")
+    if event.get("eta_s") is not None and event.step < event.total:
+        bits.append(f"about {fmt_seconds(event.get('eta_s'))} left")
+    return " · ".join(bits)
 
 
 # ---- small HTML pieces ----------------------------------------------------------------------

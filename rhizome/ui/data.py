@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from ..config import BuildConfig
+from ..events import Event
 from ..workspace import UserError, read_json
 from . import corpus, curation_ui
 from .common import Context, cards, esc, fmt_num, guard, notice, run_streaming, stage_bars
@@ -119,15 +120,14 @@ def _discard_uploads(ctx: Context, paths: list[str]) -> None:
 
 
 def _gr_progress(progress: Any):
-    """Adapt core events ({stage, step, total}) to a gr.Progress bar."""
+    """Adapt core events to a gr.Progress bar: each file being ingested, by name."""
     if progress is None:
         return None
 
-    def update(event: dict[str, Any]) -> None:
-        step, total = event.get("step", 0), event.get("total", 0)
-        desc = event.get("message") or event.get("stage", "")
-        if total:
-            progress((min(step, total), total), desc=str(desc))
+    def update(event: Event) -> None:
+        desc = event.get("file") or event.message or event.stage
+        if event.total:
+            progress((min(event.step, event.total), event.total), desc=str(desc))
         else:
             progress(None, desc=str(desc))
     return update
@@ -219,7 +219,7 @@ def run_build(ctx: Context, dedup, quality, method, temperature, context_turns, 
     if not ctx.ws.corpus.is_file():
         raise UserError("the corpus is empty: ingest some files first (Import)")
     for events, meta, finished in run_streaming(lambda progress: build_dataset(ctx.ws, config, progress=progress)):
-        yield stage_bars(events, finished, overall="build") + (build_summary(meta) if finished else "")
+        yield stage_bars(events, finished) + (build_summary(meta) if finished else "")
 
 
 def _parse_split(text: str) -> tuple[float, float, float]:

@@ -15,24 +15,18 @@ from typing import Any
 import gradio as gr
 
 from .. import jobs
-from ..config import TrainConfig
+from ..config import TrainConfig, invalid_fields, train_defaults
 from ..workspace import UserError
 from . import train_view
-from .common import Context, guard, notice
+from .common import Context, esc, guard, notice
 
 BUNDLED_LABEL = "bundled"
 MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-SPACE_DEFAULTS = dict(max_steps=20, batch_size=4, max_length=256, eval_steps=10, save_steps=10, logging_steps=2)
 
 
 def defaults_for(ctx: Context, device: str = "cpu") -> TrainConfig:
-    """Small enough to finish on a CPU (and smaller still on a Space); bigger batches on a GPU."""
-    base = TrainConfig()
-    if ctx.on_space:
-        return base.replace(**SPACE_DEFAULTS)
-    if device == "cuda":
-        return base.replace(max_steps=200, batch_size=16, max_length=1024, eval_steps=50, save_steps=50)
-    return base
+    """The core's defaults for this hardware (a Space counts as a small shared machine)."""
+    return train_defaults(device, small=ctx.on_space)
 
 
 def build(ctx: Context) -> SimpleNamespace:
@@ -42,6 +36,7 @@ def build(ctx: Context) -> SimpleNamespace:
             gr.Markdown("### Fine-tune with LoRA")
             hardware = gr.HTML(notice("Detecting hardware…", "info"))
             w = _settings(ctx, d)
+            errors = gr.HTML(elem_id="rz-train-errors")  # a refused value, named, right under the settings
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="rz-train-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="rz-train-stop")
@@ -51,8 +46,9 @@ def build(ctx: Context) -> SimpleNamespace:
             view = train_view.build(ctx)
     values = [w[k] for k in FIELDS]
     for comp in values:
-        comp.change(lambda *v: cli_command(ctx, _config(ctx, *v, check=False)), values, cli)
-    started = start.click(guard(lambda *v: start_run(ctx, *v)), values, [view.run])
+        comp.change(guard(lambda *v: preview_command(ctx, *v)), values, [cli, errors])
+    started = start.click(guard(lambda *v: start_run(ctx, *v)), values, [view.run],
+                          validator=lambda *v: field_checks(ctx, *v))  # refused values marked on their fields
     started.success(*view.refresh)
     stop.click(guard(lambda: stop_run(ctx)), None, None)
     view.preview_btn.click(guard(lambda *v: train_view.token_preview(ctx, _config(ctx, *v))), values, [view.preview])
@@ -65,6 +61,7 @@ FIELDS = ["model", "trust_remote_code", "max_steps", "batch_size", "grad_accum",
           "lora_r", "lora_alpha", "lora_dropout", "target_modules", "weighted_sampling", "packing", "qlora",
           "eval_steps", "save_steps", "logging_steps", "save_total_limit", "early_stopping_patience", "seed",
           "knowledge_test_size", "resume"]
+LABELS: dict[str, str] = {}  # field -> the label of its widget, for error messages
 
 
 def _settings(ctx: Context, d: TrainConfig) -> dict[str, gr.components.Component]:
@@ -108,6 +105,7 @@ def _settings(ctx: Context, d: TrainConfig) -> dict[str, gr.components.Component
         w["resume"] = gr.Checkbox(False, label="Resume the latest run from its newest checkpoint")
     for key, comp in w.items():  # stable hooks for the browser tests
         comp.elem_id = f"rz-train-{key.replace('_', '-')}"
+        LABELS.setdefault(key, getattr(comp, "label", None) or key)
     return w
 
 
@@ -122,18 +120,28 @@ def _model_choices(ctx: Context) -> list[str]:
 
 def widget_defaults(ctx: Context, device: str) -> list[Any]:
     """Updates for the settings widgets: the defaults for this hardware (model choice kept)."""
+    ctx.device = device  # the equivalent command leaves out what the CLI defaults to on this machine
     d = defaults_for(ctx, device)
     return [gr.update(value=getattr(d, k)) if k not in ("model", "trust_remote_code", "resume") else gr.update()
             for k in FIELDS]
 
 
-def _config(ctx: Context, *values: Any, check: bool = True) -> TrainConfig:
-    """Widget values -> TrainConfig; model paths must lie inside the workspace."""
+def _config(ctx: Context, *values: Any) -> TrainConfig:
+    """Widget values -> TrainConfig; model paths must lie inside the workspace. An invalid value
+    raises a UserError naming its field (`setting_errors` tells which, for the form)."""
+    model, clean = _values(ctx, *values)
+    errors = setting_errors(clean)
+    if errors:
+        raise UserError("; ".join(f"{LABELS.get(k, k)}: {msg}" for k, msg in errors.items()))
+    return TrainConfig(model=model, **clean)
+
+
+def _values(ctx: Context, *values: Any) -> tuple[str, dict[str, Any]]:
     given = dict(zip(FIELDS, values))
     model = str(given.pop("model") or BUNDLED_LABEL).strip()
     # Anything that names a file or folder (even one relative to the app's own folder) must lie
     # inside the workspace; plain HF ids are looked up in the local HF cache only (offline).
-    if check and model != BUNDLED_LABEL and (_looks_like_path(model) or Path(model).expanduser().exists()):
+    if model != BUNDLED_LABEL and (_looks_like_path(model) or Path(model).expanduser().exists()):
         model = str(ctx.inside(model))
     kinds = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     clean = {}
@@ -143,14 +151,37 @@ def _config(ctx: Context, *values: Any, check: bool = True) -> TrainConfig:
         kind = kinds.get(key)
         clean[key] = kind(value) if kind in (int, float, bool) else value
     clean["target_modules"] = list(given.get("target_modules") or [])
-    if check and not clean["target_modules"]:
-        raise UserError("choose at least one LoRA target module")
+    return model, clean
+
+
+def setting_errors(values: dict[str, Any]) -> dict[str, str]:
+    """{field: message} for every setting the core refuses."""
+    return invalid_fields(TrainConfig, values)
+
+
+def field_checks(ctx: Context, *values: Any) -> list[dict]:
+    """One `gr.validate` per setting, so Start marks each refused value on its own field."""
     try:
-        return TrainConfig(model=model, **clean)
-    except UserError:
-        if check:
-            raise
-        return TrainConfig(model=model)
+        _, clean = _values(ctx, *values)
+        errors = setting_errors(clean)
+    except UserError as exc:  # the model path: outside the workspace
+        errors = {"model": str(exc)}
+    return [gr.validate(key not in errors, errors.get(key, "")) for key in FIELDS]
+
+
+def preview_command(ctx: Context, *values: Any) -> tuple[str, str]:
+    """The equivalent command, and a note naming each invalid setting (empty when all are valid):
+    never a command for settings other than those on the page."""
+    try:
+        model, clean = _values(ctx, *values)
+    except UserError as exc:
+        return f"# not runnable: {exc}", notice(esc(str(exc)), "error")
+    errors = setting_errors(clean)
+    if errors:
+        lines = "".join(f"<li><b>{esc(LABELS.get(k, k))}</b>: {esc(msg)}</li>" for k, msg in errors.items())
+        return ("# not runnable until the settings marked above are fixed",
+                notice(f"Please fix these settings:<ul>{lines}</ul>", "error"))
+    return cli_command(ctx, TrainConfig(model=model, **clean)), ""
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -160,7 +191,7 @@ def _looks_like_path(spec: str) -> bool:
 def cli_command(ctx: Context, config: TrainConfig) -> str:
     """`python -m rhizome train` with a flag for every setting that differs from the default."""
     parts = ["python", "-m", "rhizome", "train", "--workspace", str(ctx.ws.root)]
-    defaults = TrainConfig()
+    defaults = train_defaults(ctx.device)  # what the CLI starts from on this machine
     for f in dataclasses.fields(TrainConfig):
         value, default = getattr(config, f.name), getattr(defaults, f.name)
         if value == default or f.name == "run_id":

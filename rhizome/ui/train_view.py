@@ -14,7 +14,7 @@ import gradio as gr
 
 from .. import jobs
 from ..config import TrainConfig
-from ..workspace import UserError, read_json
+from ..workspace import read_json
 from . import charts
 from .common import Context, cards, esc, fmt_num, fmt_seconds, guard, notice, progress_bar
 
@@ -94,8 +94,8 @@ def _live_message(ctx: Context, run_id: str) -> str:
     """What an in-process job is doing before its first logged step (loading, tokenising…)."""
     job = jobs.last_job(ctx.ws, "train")
     event = job.last_event if job is not None and job.run_id == run_id and job.running else None
-    if event and event.get("stage") not in (None, "train"):
-        return str(event.get("message") or event.get("stage"))
+    if event is not None and event.stage != "train":
+        return event.message or event.stage
     return ""
 
 
@@ -151,20 +151,9 @@ def knowledge_view(ctx: Context, run_id: str) -> tuple[list[list[str]], str]:
 
 def token_preview(ctx: Context, config: TrainConfig) -> str:
     """The first training example as the trainer sees it: which tokens carry loss."""
-    from transformers import AutoTokenizer  # heavy: only when asked
+    from ..train.data import preview_first_example  # heavy (a tokenizer): only when asked
 
-    from ..models import resolve_train_model
-    from ..train.data import preview_labels, read_split
-
-    examples = read_split(ctx.ws, "train") if ctx.ws.split_path("train").is_file() else []
-    if not examples:
-        raise UserError("no dataset yet: build one in Data → Build dataset first")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_train_model(config.model),
-                                              trust_remote_code=config.trust_remote_code)
-    tokens = preview_labels(tokenizer, examples[0]["messages"], config.max_length)
-    if not tokens:
-        raise UserError(f"the first example is longer than max length ({config.max_length} tokens) even without "
-                        "its context; raise “Max tokens per example”")
+    tokens = preview_first_example(ctx.ws, config.model, config.max_length, config.trust_remote_code)
     trained = sum(t["trained"] for t in tokens)
     parts = [f'<span class="{"rz-tok-trained" if t["trained"] else "rz-tok-masked"}">{esc(t["token"])}</span>'
              for t in tokens]

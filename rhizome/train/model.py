@@ -1,9 +1,8 @@
-"""Choices made before a run starts: processes, threads, precision, the model and its LoRA."""
+"""The model of a run: precision, loading the base model and tokenizer, its LoRA config, and
+what an out-of-memory failure means for the settings. Processes and threads: `processes.py`."""
 from __future__ import annotations
 
 import importlib.util
-import os
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -12,51 +11,6 @@ import torch
 from ..config import TrainConfig
 from ..models import Hardware, load_causal_lm, resolve_train_model
 from ..workspace import UserError
-
-
-@dataclass(frozen=True)
-class Processes:
-    """This process's place in a (possibly single-process) launch."""
-
-    rank: int = 0
-    world: int = 1
-    local_world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_processes() -> Processes:
-    """Join the process group when launched by accelerate/torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Processes()
-    from accelerate import PartialState
-
-    # Creates the process group: NCCL on GPUs, gloo on CPUs. The state is shared, so Trainer's
-    # own PartialState(cpu=True) later finds the same group.
-    state = PartialState(cpu=not torch.cuda.is_available())
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    return Processes(state.process_index, state.num_processes, max(local, 1))
-
-
-def broadcast(value: Any, procs: Processes) -> Any:
-    """Rank 0's value on every rank."""
-    if procs.world <= 1:
-        return value
-    from accelerate.utils import broadcast_object_list
-
-    box = [value]
-    broadcast_object_list(box, from_process=0)
-    return box[0]
-
-
-def set_threads(config: TrainConfig, hw: Hardware, procs: Processes) -> int:
-    """Intra-op threads: the configured number, else the cores shared among local processes."""
-    threads = config.num_threads or max(1, hw.cpu_threads // procs.local_world)
-    torch.set_num_threads(threads)
-    return threads
 
 
 @lru_cache(maxsize=1)
