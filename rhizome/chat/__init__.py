@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ChatConfig
-from ..models import bundled_gguf_path, detect_hardware
+from ..cpu import interactive_threads
+from ..models import bundled_gguf_path
 from ..workspace import UserError, Workspace, read_json
 from . import rag
 
@@ -99,8 +100,9 @@ def _run_model(ws: Workspace, run_id: str) -> ModelChoice:
 def _engine(choice: ModelChoice, config: ChatConfig):
     from .llm import ENGINES
 
-    threads = config.n_threads or detect_hardware().cpu_threads
-    return ENGINES.get(choice.path, config.n_ctx, threads, choice.lora_path, config.max_loaded_models)
+    engine = ENGINES.get(choice.path, config.n_ctx, choice.lora_path, config.max_loaded_models)
+    engine.set_threads(interactive_threads(config.n_threads))  # the cores free now, not at load time
+    return engine
 
 
 def _messages(config: ChatConfig, user: str) -> list[dict[str, str]]:

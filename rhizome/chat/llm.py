@@ -143,6 +143,7 @@ class Engine:
                 "(llama, qwen2, mistral, phi3, gemma, ...)"
             ) from exc
         self.load_s = time.perf_counter() - started
+        self.n_threads = n_threads
         self.template_source, self.formatter = self._chat_formatter()
 
     def _chat_formatter(self) -> tuple[str, Any]:
@@ -157,6 +158,13 @@ class Engine:
     @property
     def n_ctx(self) -> int:
         return self.llm.n_ctx()
+
+    def set_threads(self, n_threads: int) -> None:
+        """Decode and prompt threads for the next generation, on the loaded context (no reload)."""
+        if n_threads != self.n_threads:
+            self.llm._ctx.set_n_threads(n_threads, n_threads)
+            self.llm.n_threads = self.llm.n_threads_batch = n_threads
+            self.n_threads = n_threads
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
         """Token ids of the rendered chat prompt, and the template's stop strings."""
@@ -224,16 +232,18 @@ class EngineCache:
         self.lock = threading.RLock()  # llama.cpp contexts are not thread-safe: one generation at a time
 
     @staticmethod
-    def _key(path: Path, lora: Path | None, n_ctx: int, n_threads: int) -> tuple:
+    def _key(path: Path, lora: Path | None, n_ctx: int) -> tuple:
         stamp = lambda p: (str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) if p else None
-        return (stamp(path), stamp(lora), n_ctx, n_threads)
+        return (stamp(path), stamp(lora), n_ctx)
 
-    def get(self, path: Path, n_ctx: int, n_threads: int, lora_path: Path | None = None, capacity: int = 2) -> Engine:
+    def get(self, path: Path, n_ctx: int, lora_path: Path | None = None, capacity: int = 2) -> Engine:
+        """The loaded engine of this file (loading it, and closing the least recently used, if
+        needed). Threads are set per answer (`Engine.set_threads`), so a change needs no reload."""
         path = Path(path).expanduser()
         for file in (path, lora_path):
             if file is not None and not Path(file).is_file():
                 raise UserError(f"model file not found: {file}")
-        key = self._key(path, lora_path, n_ctx, n_threads)
+        key = self._key(path, lora_path, n_ctx)
         with self.lock:
             if key in self._engines:
                 self._engines.move_to_end(key)
@@ -246,7 +256,7 @@ class EngineCache:
                 self._engines.pop(stale).close()
             while len(self._engines) >= max(1, capacity):
                 self._engines.popitem(last=False)[1].close()
-            engine = Engine(path, n_ctx, n_threads, lora_path, header)
+            engine = Engine(path, n_ctx, 1, lora_path, header)
             self._engines[key] = engine
             return engine
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from ..cpu import LoadMeter, fit_pools, pool_threads
 from ..events import ProgressFn, emit
 from ..models import load_embedder, resolve_embedder
 from ..workspace import Workspace, atomic_path, read_json, write_json
@@ -23,6 +25,22 @@ BATCH = 64
 # Texts go to the encoder in slices this big: large enough for its length-sorting to pay off,
 # small enough that progress events stay frequent.
 SLICE = 2048
+
+
+class EmbeddingRate:
+    """Texts per second so far, and the time left estimated from the characters still to encode
+    (a slice of long texts takes longer than one of short ones; characters track that, counts don't)."""
+
+    def __init__(self, total_chars: int) -> None:
+        self.started = time.perf_counter()
+        self.texts = self.chars = 0
+        self.total_chars = total_chars
+
+    def update(self, texts: int, chars: int) -> dict[str, float]:
+        self.texts, self.chars = self.texts + texts, self.chars + chars
+        spent = max(time.perf_counter() - self.started, 1e-9)
+        left = max(self.total_chars - self.chars, 0)
+        return {"texts_per_s": round(self.texts / spent, 1), "eta_s": round(left * spent / max(self.chars, 1), 1)}
 
 
 def text_key(text: str) -> str:
@@ -88,15 +106,25 @@ class EmbeddingCache:
 
     def _encode_missing(self, keys: list[str], texts: list[str], progress: ProgressFn | None) -> None:
         total = len(texts)
-        emit(progress, "embed", 0, total)
-        for start in range(0, total, SLICE):
-            part = texts[start : start + SLICE]
-            vecs = self.model.encode(part, batch_size=BATCH, normalize_embeddings=True, convert_to_numpy=True)
+        model = self.model  # loaded before the clock starts: the rate is the encoder's, not the load's
+        emit(progress, "embed", 0, total, message=f"embedding {total:,} texts")
+        size = max(16, min(SLICE, -(-total // 16)))  # ~16 reports at least, for a live rate and ETA
+        on_cpu = str(model.device) == "cpu"
+        if on_cpu:
+            fit_pools(pool_threads())  # the cores other processes leave free: more would only wait
+        rate, meter = EmbeddingRate(sum(map(len, texts))), LoadMeter()
+        for start in range(0, total, size):
+            other = meter.read() if on_cpu else None
+            if other is not None:  # re-fitted as the rest of the machine gets busier or quieter
+                fit_pools(pool_threads(other))
+            part = texts[start : start + size]
+            vecs = model.encode(part, batch_size=BATCH, normalize_embeddings=True, convert_to_numpy=True)
             self.blocks.append(np.asarray(vecs, dtype=np.float32))
-            for key in keys[start : start + SLICE]:
+            for key in keys[start : start + size]:
                 self.rows[key] = len(self.keys)
                 self.keys.append(key)
-            emit(progress, "embed", min(start + SLICE, total), total)
+            done = min(start + size, total)
+            emit(progress, "embed", done, total, **rate.update(len(part), sum(map(len, part))))
         self.computed += total
 
     def save(self) -> None:
