@@ -7,6 +7,7 @@ sources and engine notes.
 """
 from __future__ import annotations
 
+import contextvars
 import queue
 import shutil
 from functools import partial
@@ -155,7 +156,8 @@ def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side
         finally:
             tokens.put(None)
 
-    threading.Thread(target=work, daemon=True, name="rhizome-chat").start()
+    # a copy of this context: `ctx.ws` in the thread is the same signed-in person's workspace
+    threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True, name="rhizome-chat").start()
     texts: dict[str, str] = {"tuned": "", "base": ""}
     shown = 0.0
     while (item := tokens.get()) is not None:

@@ -6,6 +6,7 @@ into a short message (the traceback goes to the server log, never to the page).
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import html
 import inspect
@@ -28,10 +29,20 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 class Context:
     """What the tabs need to know about where and how the app runs."""
 
-    ws: Workspace
+    home: Workspace
+    """The workspace of a single-user app; with sign-in or a demo, see `ws`."""
     on_space: bool = False
     """Running on a Hugging Face Space (CPU): smaller defaults so jobs finish."""
     samples: Path = field(default_factory=lambda: ASSETS / "sample")
+    spaces: Any = None
+    """`rhizome.ui.users.Spaces` when several people share the app (sign-in or a demo)."""
+
+    @property
+    def ws(self) -> Workspace:
+        """The workspace of the request being handled: the signed-in person's (or the demo
+        session's) when the app is shared, else `home`. Never another person's: without a
+        request (e.g. a thread not started through `contextvars.copy_context`) it raises."""
+        return self.home if self.spaces is None else self.spaces.current()
 
     def run_id(self, value: str) -> str:
         """A run name from the page, refused unless it is a plain folder name under runs/."""
@@ -93,7 +104,8 @@ def run_streaming(call: Callable[[Callable[[dict], None]], Any], poll: float = 0
         except BaseException as exc:  # handed to the request thread, where guard() formats it
             box["error"] = exc
 
-    thread = threading.Thread(target=work, daemon=True, name="rhizome-stage")
+    # in a copy of this context: the thread then resolves `ctx.ws` for the same signed-in person
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True, name="rhizome-stage")
     thread.start()
     while thread.is_alive():
         thread.join(poll)
