@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from . import slots
 from .config import TrainConfig
 from .workspace import UserError, Workspace, read_json
 
@@ -123,7 +124,7 @@ STOP_FILE = "STOP"
 
 def start_training(ws: Workspace, config: TrainConfig | None = None) -> Job:
     """Start `train_lora` in the background; a second training in this workspace is refused."""
-    config = config or TrainConfig()
+    config = slots.cap_training(config or TrainConfig())  # a shared demo caps the steps
     ws.ensure()
     held = training_lock(ws)
     if held is not None:
@@ -135,7 +136,8 @@ def start_training(ws: Workspace, config: TrainConfig | None = None) -> Job:
     def train(job: Job) -> str:
         from .train import train_lora  # heavy (torch, transformers): only when a run starts
 
-        return train_lora(ws, config, progress=job.record, stop_event=job.stop_event)
+        with slots.training_turn(job.record, job.stop_event):  # a shared demo: one at a time, queued
+            return train_lora(ws, config, progress=job.record, stop_event=job.stop_event)
 
     return start_job(ws, "train", train, run_id=config.run_id)
 
