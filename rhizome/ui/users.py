@@ -62,7 +62,8 @@ class Spaces:
         self._spaces: dict[str, UserWorkspace] = {}
         self._used: dict[str, float] = {}
         self._owners: dict[Path, str | None] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # opening a workspace
+        self._owners_lock = threading.Lock()
 
     # ---- which workspace ------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class Spaces:
 
         folder = self.people / check_user_name(key)
         fresh = not folder.exists()
-        space = UserWorkspace(folder, owns=lambda p, k=key: self.owner(p) == k)
+        space = UserWorkspace(folder, owns=lambda p, k=key: self.claim(p, k))
         if fresh and self.template is not None:
             self.template(folder)
         space.ensure()
@@ -107,6 +108,16 @@ class Spaces:
 
     def record_upload(self, path: str | Path, user: str | None) -> None:
         self._owners[Path(path).resolve()] = user
+
+    def claim(self, path: Path, key: str) -> bool:
+        """Whether `key` owns the upload `path`. An anonymous upload (a demo without sign-in:
+        gradio's upload route knows no session) belongs to the first session that uses it."""
+        with self._owners_lock:
+            if path not in self._owners:
+                return False
+            if self._owners[path] is None and self.mode == "demo":
+                self._owners[path] = key
+            return self._owners[path] == key
 
     def owner(self, path: Path) -> str | None:
         """Who uploaded `path` (users mode: the name; demo mode: the session key is unknown to
