@@ -53,11 +53,16 @@ def start_app(port: int, log: Path) -> subprocess.Popen:
     raise SystemExit("the app did not start")
 
 
-def one_user(url: str, index: int, questions: int, results: list, barrier: threading.Barrier) -> None:
+def open_session(url: str):
+    """A client (its own session, so its own demo workspace), opened and seeded before timing."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
-    client.predict(api_name="/sources")  # opens (seeds) this session's workspace before timing
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
+    client.predict(api_name="/sources")
+    return client
+
+
+def one_user(client, index: int, questions: int, results: list, barrier: threading.Barrier) -> None:
     barrier.wait()
     for q in range(questions):
         question = QUESTIONS[(index + q) % len(QUESTIONS)]
@@ -95,8 +100,10 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/"
     try:
         results: list[dict] = []
+        # people arrive one after another (opening a page is not what is measured), then all ask at once
+        clients = [open_session(url) for _ in range(args.users)]
         barrier = threading.Barrier(args.users + 1)
-        threads = [threading.Thread(target=one_user, args=(url, i, args.questions, results, barrier))
+        threads = [threading.Thread(target=one_user, args=(clients[i], i, args.questions, results, barrier))
                    for i in range(args.users)]
         for t in threads:
             t.start()

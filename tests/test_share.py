@@ -121,6 +121,41 @@ def test_passwords_hashed_and_failures_slowed(tmp_path):
     assert time.perf_counter() - started >= 0.75
 
 
+def test_workspace_follows_the_request_into_threads_and_never_defaults(tmp_path):
+    import contextvars
+    import threading
+
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from rhizome.ui.common import Context
+    from rhizome.ui.users import Spaces
+
+    spaces = Spaces(tmp_path / "ws", "users")
+    ctx = Context(Workspace(tmp_path / "ws").ensure(), spaces=spaces)
+    assert ctx.ws.root.name == ".blank"  # while the page is built: an empty stand-in
+    spaces.building = False
+    with pytest.raises(UserError):
+        ctx.ws  # no request: refused, never the shared root
+    seen: dict[str, object] = {}
+
+    def look(name: str) -> None:
+        try:
+            seen[name] = ctx.ws.root
+        except UserError as exc:
+            seen[name] = exc
+    LocalContext.request.set(gr.Request(username="alice"))
+    assert ctx.ws.root == tmp_path / "ws" / "users" / "alice"
+    plain = threading.Thread(target=look, args=("plain",))
+    copied = threading.Thread(target=contextvars.copy_context().run, args=(look, "copied"))
+    for t in (plain, copied):
+        t.start()
+        t.join()
+    LocalContext.request.set(None)
+    assert seen["copied"] == tmp_path / "ws" / "users" / "alice"
+    assert isinstance(seen["plain"], UserError)
+
+
 # ---- a real app, two people ------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import gradio as gr
 from ..config import ChatConfig
 from ..workspace import UserError, Workspace, append_jsonl, read_json
 from .common import Context, guard
+from .users import CHAT_QUEUE
 
 SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}")
 
@@ -38,7 +39,7 @@ def build(ctx: Context) -> SimpleNamespace:
     sources.click(guard(lambda: list_sources(ctx.ws)), None, [result], api_name="sources")
     build_btn.click(guard(lambda: build_dataset(ctx)), None, [result], api_name="build", **write)
     chat.click(guard(partial(chat_once, ctx)), [message, session], [result], api_name="chat",
-               concurrency_limit=4, concurrency_id="chat")
+               **CHAT_QUEUE)
     return SimpleNamespace(files=files, result=result)
 
 

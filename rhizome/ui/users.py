@@ -33,6 +33,10 @@ from ..workspace import UserError, Workspace
 
 log = logging.getLogger("rhizome.ui")
 MODES = ("single", "users", "demo")
+# Every chat event (Chat tab and /chat API) of every person shares one queue. llama.cpp answers
+# one at a time on a CPU, so two slots: one generating, one retrieving or speaking; the rest wait
+# in gradio's queue, which shows each person their place, and no one's page blocks another's.
+CHAT_QUEUE = {"concurrency_id": "chat", "concurrency_limit": 2}
 
 
 class UserWorkspace(Workspace):
