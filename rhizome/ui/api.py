@@ -54,11 +54,11 @@ def upload_files(ctx: Context, paths: list[str] | None) -> dict[str, Any]:
         if not ws.contains(path):
             raise UserError(f"{Path(path).name}: upload did not land in your workspace; please upload it again")
     try:
-        return ingest_paths(ws, paths)
+        return plain(ingest_paths(ws, paths))
     except UserError:
         report = read_json(ws.ingest_report) or {}
         if report.get("files"):
-            return report  # nothing usable, but the report says why, file by file
+            return plain(report)  # nothing usable, but the report says why, file by file
         raise
     finally:
         for path in paths:  # the core copied each into sources/; drop gradio's upload folder <sha256>/
@@ -83,7 +83,7 @@ def build_dataset(ctx: Context) -> dict[str, Any]:
     ws = ctx.ws
     if not ws.corpus.is_file():
         raise UserError("nothing to build yet: upload files first (/upload)")
-    return build(ws)
+    return plain(build(ws))
 
 
 def session_log(ws: Workspace, name: str) -> Path:
@@ -129,4 +129,14 @@ def chat_once(ctx: Context, message: str, session: str | None) -> Iterator[dict[
         raise box["error"]
     reply = box["reply"]
     append_jsonl(log, {"question": message, **reply.to_dict()})
-    yield {"session": log.stem, **reply.to_dict(), "done": True}
+    yield plain({"session": log.stem, **reply.to_dict(), "done": True})
+
+
+def plain(value: Any) -> Any:
+    """JSON for gradio_client: a {"path": ...} object would be taken for a file to download (and
+    refused), so a source's "path" goes out as "file"."""
+    if isinstance(value, dict):
+        return {("file" if k == "path" else k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

@@ -7,14 +7,38 @@ ingest report and never the other person's.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
-from .conftest import ARTIFACTS, ROOT, _free_port, _wait_http
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
 
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the app did not answer on {url} within {timeout}s")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +81,7 @@ def upload_note(page, path) -> None:
     page.locator("#rz-upload input[type=file]").set_input_files([str(path)])
     page.wait_for_selector(f"#rz-upload >> text={path.name}")
     page.locator("#rz-ingest").click()
-    page.locator("#rz-ingest-report").get_by_text(path.name).first.wait_for(timeout=60_000)
+    page.locator("#rz-ingest-report").filter(has_text=path.name).wait_for(timeout=60_000)
 
 
 def test_each_person_sees_only_their_own_sources(browser, shared_url, tmp_path):
@@ -73,9 +97,9 @@ def test_each_person_sees_only_their_own_sources(browser, shared_url, tmp_path):
             page.reload(wait_until="domcontentloaded")
             page.wait_for_selector("#rz-pipeline", timeout=60_000)
             report = page.locator("#rz-ingest-report")
-            report.get_by_text(f"{user}-private-note.md").first.wait_for(timeout=30_000)
+            report.filter(has_text=f"{user}-private-note.md").wait_for(timeout=30_000)
             other = next(u for u in USERS if u != user)
-            assert f"{other}-private-note.md" not in report.inner_text()
+            assert f"{other}-private-note.md" not in (report.text_content() or "")  # hidden cells too
             assert "1 file" in page.locator("#rz-pipeline").inner_text()
             page.screenshot(path=str(ARTIFACTS / f"share_{user}.png"), full_page=True)
     finally:
