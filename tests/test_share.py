@@ -156,6 +156,45 @@ def test_workspace_follows_the_request_into_threads_and_never_defaults(tmp_path)
     assert isinstance(seen["plain"], UserError)
 
 
+def test_shared_machine_trains_one_at_a_time_and_shows_the_queue_position():
+    import threading
+
+    from rhizome import slots
+    from rhizome.config import TrainConfig
+
+    queue, events, order = slots.Queue(), [], []
+    running, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with queue.turn():
+            running.set()
+            release.wait(10)
+            order.append("first")
+
+    def second() -> None:
+        with queue.turn(events.append, poll=0.05):
+            order.append("second")
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    running.wait(5)
+    threads[1].start()
+    deadline = time.time() + 5
+    while not events and time.time() < deadline:
+        time.sleep(0.02)
+    assert events and "position 1" in events[0]["message"] and order == []
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["first", "second"]
+    slots.configure(one_training=True, max_train_steps=30)
+    try:
+        assert slots.cap_training(TrainConfig(max_steps=500)).max_steps == 30
+        assert slots.cap_training(TrainConfig(max_steps=0)).max_steps == 30  # epochs-based runs too
+        assert slots.cap_training(TrainConfig(max_steps=8)).max_steps == 8
+    finally:
+        slots.configure()
+
+
 # ---- a real app, two people ------------------------------------------------------------------
 
 
