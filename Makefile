@@ -1,5 +1,6 @@
 # The two commands of the Quick start: `make run` and `make test`. Both set everything up on a
-# fresh machine (Python 3.11 and make present): the virtual environment from requirements.txt,
+# fresh machine (Python 3.11 and make present): the virtual environment from requirements.txt
+# (runtime, what a Space installs) and requirements-dev.txt (test tools),
 # Debian's ffmpeg for the spoken answer, and for the browser tests Debian's chromium.
 PYTHON ?= python3.11
 VENV := .venv
@@ -12,12 +13,12 @@ PORT ?= 7860
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# llama-cpp-python compiles from source the first time (about 8 minutes on 2 cores).
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
 # The sample workspace: the bundled sample data ingested and built, so the app opens ready to use.

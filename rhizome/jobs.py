@@ -10,6 +10,7 @@ by the trainer's own lock (any process: the app and the CLI on one workspace). N
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import sys
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import cpu
+from . import cpu, slots
 from .config import TrainConfig
 from .train import history, runs
 from .workspace import UserError, Workspace
@@ -95,7 +96,10 @@ def run_in_background(fn: Callable[[Job], Any], kind: str = "work", yields: bool
     (`cpu.background_work`: lower priority, its cores counted as taken while it runs).
     """
     job = Job(kind=kind, **fields)
-    job.thread = threading.Thread(target=_run, args=(job, fn, yields), name=f"rhizome-{kind}", daemon=True)
+    # In a copy of the caller's context: work started for a signed-in person keeps resolving
+    # that person's workspace (the UI keeps it in a context variable).
+    job.thread = threading.Thread(target=contextvars.copy_context().run, args=(_run, job, fn, yields),
+                                  name=f"rhizome-{kind}", daemon=True)
     job.thread.start()
     return job
 
@@ -149,7 +153,7 @@ def last_job(ws: Workspace, kind: str = "train") -> Job | None:
 
 def start_training(ws: Workspace, config: TrainConfig | None = None) -> Job:
     """Start `train_lora` in the background; a second training in this workspace is refused."""
-    config = config or TrainConfig()
+    config = slots.cap_training(config or TrainConfig())  # a shared demo caps the steps
     ws.ensure()
     held = training_lock(ws)
     if held is not None:
@@ -161,7 +165,8 @@ def start_training(ws: Workspace, config: TrainConfig | None = None) -> Job:
     def train(job: Job) -> str:
         from .train import train_lora  # heavy (torch, transformers): only when a run starts
 
-        return train_lora(ws, config, progress=job.record, stop_event=job.stop_event)
+        with slots.training_turn(job.record, job.stop_event):  # a shared demo: one at a time, queued
+            return train_lora(ws, config, progress=job.record, stop_event=job.stop_event)
 
     return start_job(ws, "train", train, run_id=config.run_id)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import gradio as gr
 
 from ..workspace import Workspace
-from . import chat, data, export, themes, train, train_view
+from . import api, chat, data, export, themes, train, train_view
 from .common import CSS, Context, guard, header_html, notice, pipeline_html, theme
 
 TABS = [("data", "Data", data), ("themes", "Themes & IPF", themes), ("train", "Train", train),
@@ -27,12 +28,14 @@ def upload_dir(workspace: str | os.PathLike) -> Path:
     return Workspace(workspace).root / ".uploads"
 
 
-def build_app(workspace: str | os.PathLike, on_space: bool | None = None) -> gr.Blocks:
+def build_app(workspace: str | os.PathLike, on_space: bool | None = None, spaces: Any = None) -> gr.Blocks:
+    """`spaces` (a `users.Spaces`): several people share the app, each in their own workspace."""
     ws = Workspace(workspace).ensure()
+    uploads = spaces.uploads if spaces is not None else upload_dir(ws.root)
     # Components read the upload folder when they are created, so set it first.
-    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir(ws.root))
-    upload_dir(ws.root).mkdir(parents=True, exist_ok=True)
-    ctx = Context(ws, on_space=bool(os.environ.get("SPACE_ID")) if on_space is None else on_space)
+    os.environ["GRADIO_TEMP_DIR"] = str(uploads)
+    uploads.mkdir(parents=True, exist_ok=True)
+    ctx = Context(ws, on_space=bool(os.environ.get("SPACE_ID")) if on_space is None else on_space, spaces=spaces)
     with gr.Blocks(title="Rhizome — your material, your model", analytics_enabled=False) as demo:
         header = gr.HTML(header_html(ctx))
         strip = gr.HTML(pipeline_html(ws), elem_id="rz-pipeline")
@@ -42,7 +45,10 @@ def build_app(workspace: str | os.PathLike, on_space: bool | None = None) -> gr.
                 with gr.Tab(title, id=key, elem_id=f"rz-tab-{key}") as tab:
                     setattr(ui, key, module.build(ctx))
                 setattr(ui, f"{key}_tab", tab)
+        ui.api = api.build(ctx)
         _wire(ctx, demo, ui)
+    if spaces is not None:
+        spaces.building = False  # from now on a workspace is only ever the request's own
     demo.rhizome_context = ctx  # type: ignore[attr-defined]
     return demo
 

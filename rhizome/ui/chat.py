@@ -20,6 +20,7 @@ from .. import jobs
 from ..config import ChatConfig
 from ..workspace import UserError
 from .common import Context, esc, guard, notice
+from .users import CHAT_QUEUE
 
 BASE = "base"
 
@@ -70,11 +71,11 @@ def build(ctx: Context) -> SimpleNamespace:
     outputs = [question, tuned_box, base_box, sources, status, spoken, engines]
     ask = guard(partial(respond, ctx, stream_audio=spoken.streaming))
     for trigger in (send.click, question.submit):
-        trigger(ask, [question, tuned_box, base_box, *settings], outputs, concurrency_limit=4)
+        trigger(ask, [question, tuned_box, base_box, *settings], outputs, **CHAT_QUEUE)
     heard = mic.stop_recording(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
     uploaded = mic.upload(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
     for dep in (heard, uploaded):
-        dep.success(ask, [question, tuned_box, base_box, *settings], outputs, concurrency_limit=4)
+        dep.success(ask, [question, tuned_box, base_box, *settings], outputs, **CHAT_QUEUE)
     compare.change(lambda on: (gr.Chatbot(visible=on), gr.HTML(visible=on)), [compare], [base_box, heads])
     speak.change(lambda on: gr.Audio(visible=on), [speak], [spoken])
     model.input(guard(lambda m: notice(f"Next answer uses <b>{esc(m)}</b> (loaded on first use, "

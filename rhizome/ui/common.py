@@ -29,12 +29,22 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 class Context:
     """What the tabs need to know about where and how the app runs."""
 
-    ws: Workspace
+    home: Workspace
+    """The workspace of a single-user app; with sign-in or a demo, see `ws`."""
     on_space: bool = False
     """Running on a Hugging Face Space (CPU): smaller defaults so jobs finish."""
     device: str = "cpu"
     """The training device found when the page loaded (cpu | cuda | mps): it sizes the defaults."""
     samples: Path = field(default_factory=lambda: ASSETS / "sample")
+    spaces: Any = None
+    """`rhizome.ui.users.Spaces` when several people share the app (sign-in or a demo)."""
+
+    @property
+    def ws(self) -> Workspace:
+        """The workspace of the request being handled: the signed-in person's (or the demo
+        session's) when the app is shared, else `home`. Never another person's: without a
+        request (e.g. a thread not started through `contextvars.copy_context`) it raises."""
+        return self.home if self.spaces is None else self.spaces.current()
 
     def run_id(self, value: str) -> str:
         """A run name from the page, refused unless it is a plain folder name under runs/."""

@@ -1,0 +1,142 @@
+"""Named API endpoints for scripts (`gradio_client`): /upload, /sources, /build, /chat.
+
+Each is a hidden button's event with an `api_name`, so it runs through gradio's queue like a
+click, in the caller's own workspace (`ctx.ws` resolves per request: with sign-in, the
+signed-in person's; in a demo, the session's). Results are plain JSON.
+"""
+from __future__ import annotations
+
+import queue
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from functools import partial
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import gradio as gr
+
+from ..config import ChatConfig
+from ..workspace import UserError, Workspace, append_jsonl, read_json
+from .common import Context, guard
+from .users import CHAT_QUEUE
+
+SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}")
+
+
+def build(ctx: Context) -> SimpleNamespace:
+    """Hidden components that carry the endpoints (call this inside the Blocks)."""
+    with gr.Column(visible=False):
+        files = gr.File(file_count="multiple", label="files")
+        message, session = gr.Textbox(label="message"), gr.Textbox(label="session")
+        result = gr.JSON(label="result")
+        buttons = [gr.Button(name) for name in ("upload", "sources", "build", "chat")]
+    upload, sources, build_btn, chat = buttons
+    write = dict(concurrency_limit=1, concurrency_id="workspace-write")  # like the Data tab's buttons
+    upload.click(guard(lambda paths: upload_files(ctx, paths)), [files], [result], api_name="upload", **write)
+    sources.click(guard(lambda: list_sources(ctx.ws)), None, [result], api_name="sources")
+    build_btn.click(guard(lambda: build_dataset(ctx)), None, [result], api_name="build", **write)
+    chat.click(guard(partial(chat_once, ctx)), [message, session], [result], api_name="chat",
+               **CHAT_QUEUE)
+    return SimpleNamespace(files=files, result=result)
+
+
+def upload_files(ctx: Context, paths: list[str] | None) -> dict[str, Any]:
+    """Ingest uploaded files; the ingest report (one entry per file) comes back."""
+    from ..ingest import ingest_paths
+
+    if not paths:
+        raise UserError("send one or more files")
+    ws = ctx.ws
+    for path in paths:
+        if not ws.contains(path):
+            raise UserError(f"{Path(path).name}: upload did not land in your workspace; please upload it again")
+    try:
+        return plain(ingest_paths(ws, paths))
+    except UserError:
+        report = read_json(ws.ingest_report) or {}
+        if report.get("files"):
+            return plain(report)  # nothing usable, but the report says why, file by file
+        raise
+    finally:
+        for path in paths:  # the core copied each into sources/; drop gradio's upload folder <sha256>/
+            folder = Path(path).parent
+            if not Workspace(ws.root).contains(path) and re.fullmatch(r"[0-9a-f]{64}", folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def list_sources(ws: Workspace) -> list[dict[str, Any]]:
+    """The source files of this workspace: name (the path under sources/) and size in bytes.
+    (Not "path": gradio_client would take a {"path": ...} object for a file to download.)"""
+    if not ws.sources.is_dir():
+        return []
+    return [{"name": p.relative_to(ws.sources).as_posix(), "bytes": p.stat().st_size}
+            for p in sorted(ws.sources.rglob("*")) if p.is_file()]
+
+
+def build_dataset(ctx: Context) -> dict[str, Any]:
+    """Build the dataset and memory; the dataset's metadata (counts, drops by reason) comes back."""
+    from ..curate import build_dataset as build
+
+    ws = ctx.ws
+    if not ws.corpus.is_file():
+        raise UserError("nothing to build yet: upload files first (/upload)")
+    return plain(build(ws))
+
+
+def session_log(ws: Workspace, name: str) -> Path:
+    """The file of a named API chat session, refused unless the name is plain (no path tricks)."""
+    name = (name or "default").strip()
+    if not SESSION.fullmatch(name) or ".." in name:
+        raise UserError(f"{name[:40]!r} is not a valid session name: letters, digits, space, '.', '_' "
+                        "or '-', 80 at most, starting with a letter or digit")
+    path = ws.root / "api_sessions" / f"{name}.jsonl"
+    if not ws.contains(path):
+        raise UserError(f"{name[:40]!r} is not a valid session name")
+    return path
+
+
+def chat_once(ctx: Context, message: str, session: str | None) -> Iterator[dict[str, Any]]:
+    """Stream one answer: partial `{"answer": text so far, "done": False}` updates, then the
+    whole reply with its sources (`done: True`); the exchange is appended to the session's log."""
+    from ..chat import answer
+
+    ws = ctx.ws  # resolved here, in the request: the thread below gets the workspace itself
+    log = session_log(ws, session or "default")
+    # grounded in the person's documents once they have built a memory; a plain answer before
+    config = ChatConfig(retrieval=ws.memory.is_dir() and any(ws.memory.iterdir()))
+    tokens: queue.Queue = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["reply"] = answer(ws, message, config, on_token=tokens.put)
+        except Exception as exc:  # re-raised in the request thread, where guard() formats it
+            box["error"] = exc
+        finally:
+            tokens.put(None)
+
+    threading.Thread(target=work, daemon=True, name="rhizome-api-chat").start()
+    text, shown = "", 0.0
+    while (token := tokens.get()) is not None:
+        text += token
+        if time.time() - shown > 0.05:
+            shown = time.time()
+            yield {"session": log.stem, "answer": text, "done": False}
+    if "error" in box:
+        raise box["error"]
+    reply = box["reply"]
+    append_jsonl(log, {"question": message, **reply.to_dict()})
+    yield plain({"session": log.stem, **reply.to_dict(), "done": True})
+
+
+def plain(value: Any) -> Any:
+    """JSON for gradio_client: a {"path": ...} object would be taken for a file to download (and
+    refused), so a source's "path" goes out as "file"."""
+    if isinstance(value, dict):
+        return {("file" if k == "path" else k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

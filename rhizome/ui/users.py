@@ -1,0 +1,317 @@
+"""Whose workspace a request works in, and which files a request may download.
+
+Three modes:
+- `single`: no sign-in, one workspace (the local default, as before);
+- `users`: several `--auth` people, each in `<workspace>/users/<name>/`;
+- `demo`: a public demo (a Space or `--demo`): each browser session gets a temporary
+  workspace seeded with the built sample, removed after it has been idle for a while.
+
+`Spaces.current()` answers "which workspace?" for the request being handled. Gradio puts the
+request of the event it is running into `gradio.context.LocalContext.request` (a contextvar set
+around each call of a handler, and around each step of a streaming one), so `Context.ws` can
+resolve per request without any handler being changed. A thread that a handler starts must run
+in a copy of the handler's context (`contextvars.copy_context().run`); without a request the
+answer is an error, never somebody else's workspace.
+
+`FileGate` is an ASGI middleware in front of gradio's file route: in `users` mode a file under
+`users/<name>/` is served only to <name>, and an upload only to whoever uploaded it.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any, Callable
+
+from ..workspace import UserError, Workspace
+
+log = logging.getLogger("rhizome.ui")
+MODES = ("single", "users", "demo")
+# Every chat event (Chat tab and /chat API) of every person shares one queue. llama.cpp answers
+# one at a time on a CPU, so two slots: one generating, one retrieving or speaking; the rest wait
+# in gradio's queue, which shows each person their place, and no one's page blocks another's.
+CHAT_QUEUE = {"concurrency_id": "chat", "concurrency_limit": 2}
+
+
+class UserWorkspace(Workspace):
+    """A person's workspace; `contains` also accepts the uploads they made (which gradio keeps in
+    its one shared upload folder until the Data tab copies them into `sources/`)."""
+
+    def __init__(self, root: str | Path, owns: Callable[[Path], bool]) -> None:
+        super().__init__(root)
+        object.__setattr__(self, "_owns", owns)
+
+    def contains(self, path: Any) -> bool:
+        return super().contains(path) or self._owns(Path(path).expanduser().resolve())
+
+
+class Spaces:
+    """Maps a request to its workspace (see the module docstring) and remembers upload owners."""
+
+    def __init__(self, root: str | Path, mode: str = "single", uploads: str | Path | None = None,
+                 template: Callable[[Path], None] | None = None, idle_s: float = 1800.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.mode, self.root, self.idle_s = mode, Path(root).expanduser().resolve(), idle_s
+        self.uploads = Path(uploads).resolve() if uploads else self.root / ".uploads"
+        self.people = self.root / ("sessions" if mode == "demo" else "users")
+        self.template = template  # demo: fills a new session's folder (copies the prepared sample)
+        self.building = True  # while the page is built there is no request: an empty workspace answers
+        self._spaces: dict[str, UserWorkspace] = {}
+        self._used: dict[str, float] = {}
+        self._owners: dict[Path, str | None] = {}
+        self._lock = threading.Lock()  # opening a workspace
+        self._owners_lock = threading.Lock()
+
+    # ---- which workspace ------------------------------------------------------------------
+
+    def current(self) -> Workspace:
+        key = self.key()
+        if key is None:
+            if self.building:
+                return Workspace(self.root / ".blank").ensure()
+            raise UserError("this action has no signed-in session; please reload the page")
+        self._used[key] = time.time()
+        space = self._spaces.get(key)
+        if space is None:
+            with self._lock:
+                space = self._spaces.get(key) or self._open(key)
+        return space
+
+    def key(self) -> str | None:
+        """The signed-in user (users mode) or the browser session (demo mode) of this request."""
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+        if request is None:
+            return None
+        if self.mode == "users":
+            return getattr(request, "username", None) or None
+        session = getattr(request, "session_hash", None)
+        return f"s-{session}" if session and session.replace("-", "").replace("_", "").isalnum() else None
+
+    def _open(self, key: str) -> UserWorkspace:
+        from ..accounts import check_user_name
+
+        folder = self.people / check_user_name(key)
+        fresh = not folder.exists()
+        space = UserWorkspace(folder, owns=lambda p, k=key: self.claim(p, k))
+        if fresh and self.template is not None:
+            self.template(folder)
+        space.ensure()
+        self._spaces[key] = space
+        return space
+
+    # ---- who may read which file -------------------------------------------------------------
+
+    def record_upload(self, path: str | Path, user: str | None) -> None:
+        self._owners[Path(path).resolve()] = user
+
+    def claim(self, path: Path, key: str) -> bool:
+        """Whether `key` owns the upload `path`. An anonymous upload (a demo without sign-in:
+        gradio's upload route knows no session) belongs to the first session that uses it."""
+        with self._owners_lock:
+            if path not in self._owners:
+                return False
+            if self._owners[path] is None and self.mode == "demo":
+                self._owners[path] = key
+            return self._owners[path] == key
+
+    def owner(self, path: Path) -> str | None:
+        """Who uploaded `path` (users mode: the name; demo mode: the session key is unknown to
+        gradio's upload route, so None)."""
+        return self._owners.get(path)
+
+    def may_read(self, user: str | None, target: Path) -> bool:
+        """Whether a signed-in `user` may download `target` through gradio's file route."""
+        if self.mode == "single":
+            return True
+        if _inside(target, self.people):
+            return self.mode == "users" and user is not None and _inside(target, self.people / user)
+        if target in self._owners and self.mode == "users":
+            return user is not None and self._owners[target] == user
+        return True  # gradio's own rules decide (its cache: paths with a secret hash in them)
+
+    # ---- demo: temporary workspaces ----------------------------------------------------------
+
+    def sweep(self, busy: Callable[[Workspace], bool] = lambda ws: False) -> list[str]:
+        """Remove demo workspaces idle for longer than `idle_s` (unless `busy`); returns their keys."""
+        if self.mode != "demo":
+            return []
+        now, gone = time.time(), []
+        for key, last in list(self._used.items()):
+            space = self._spaces.get(key)
+            if now - last < self.idle_s or space is None or busy(space):
+                continue
+            with self._lock:
+                self._spaces.pop(key, None)
+                self._used.pop(key, None)
+            shutil.rmtree(space.root, ignore_errors=True)
+            gone.append(key)
+        return gone
+
+    def start_sweeper(self, every: float = 60.0) -> threading.Thread:
+        from ..jobs import active_job
+
+        def loop() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    self.sweep(busy=lambda ws: active_job(ws, "train") is not None)
+                except Exception:  # the sweeper must outlive one bad folder
+                    log.exception("demo sweeper")
+        thread = threading.Thread(target=loop, daemon=True, name="rhizome-demo-sweeper")
+        thread.start()
+        return thread
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def in_request_context(fn: Callable, *args: Any) -> Callable[[], Any]:
+    """`fn(*args)` bound to a copy of the current context: a thread started by a handler then
+    still knows whose request it serves."""
+    ctx = contextvars.copy_context()
+    return lambda: ctx.run(fn, *args)
+
+
+def start_template(folder: Path, samples: Path | None = None) -> Callable[[], Path]:
+    """Prepare the demo's sample workspace (ingested and built) once, in the background.
+
+    Returns `ready()`, which waits for it and gives its folder. RHIZOME_DEMO_TEMPLATE may name
+    an already built workspace to copy instead (e.g. one baked into a Space image).
+    """
+    import os
+
+    given = os.environ.get("RHIZOME_DEMO_TEMPLATE")
+    if given:
+        return lambda: Path(given)
+    done, box = threading.Event(), {}
+
+    def build() -> None:
+        from ..curate import build_dataset
+        from ..ingest import ingest_paths
+        from .common import ASSETS
+
+        try:
+            ws = Workspace(folder).ensure()
+            ingest_paths(ws, [samples or ASSETS / "sample"])
+            build_dataset(ws)
+        except Exception as exc:  # a session then starts empty, and says why in the log
+            log.exception("preparing the demo's sample workspace failed")
+            box["error"] = exc
+        finally:
+            done.set()
+    threading.Thread(target=build, daemon=True, name="rhizome-demo-template").start()
+
+    def ready() -> Path:
+        done.wait(900)
+        return folder
+    return ready
+
+
+def seed_from(template: Callable[[], Path]) -> Callable[[Path], None]:
+    """A demo session's start: a copy of the prepared sample workspace (not rebuilt per visitor)."""
+    def seed(folder: Path) -> None:
+        source = template()
+        if source.is_dir() and (source / "dataset").is_dir():
+            shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".uploads", ".train.lock", "runs"),
+                            dirs_exist_ok=True)
+    return seed
+
+
+def demo_base() -> Path:
+    """Where demo sessions live: a fresh temp folder, never the real workspace."""
+    return Path(tempfile.mkdtemp(prefix="rhizome-demo-"))
+
+
+# ---- the file gate ------------------------------------------------------------------------------
+
+
+def _file_target(path: str) -> Path | None:
+    """The local file a gradio file URL names (`.../file=/abs/path` or `.../file/abs/path`)."""
+    for marker in ("/file=", "/gradio_api/file/"):
+        at = path.find(marker)
+        if at != -1:
+            rest = path[at + len(marker):]
+            if rest.startswith(("http://", "https://")) or "\x00" in rest:
+                return None
+            try:
+                return Path(rest).expanduser().resolve()
+            except (OSError, ValueError, RuntimeError):
+                return Path("/nonexistent")
+    return None
+
+
+def _signed_in(scope: dict) -> str | None:
+    app = scope.get("app")
+    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
+    if not tokens:
+        return None
+    cookies = SimpleCookie()
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            try:
+                cookies.load(value.decode("latin-1"))
+            except Exception:  # a malformed cookie header signs nobody in
+                return None
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        if name in cookies and cookies[name].value in tokens:
+            return tokens[cookies[name].value]
+    return None
+
+
+class FileGate:
+    """ASGI middleware: refuses another person's files on gradio's file route (403) and
+    records who uploaded what on gradio's upload route."""
+
+    def __init__(self, app: Any, spaces: Spaces) -> None:
+        self.app, self.spaces = app, spaces
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.spaces.mode == "single":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        target = _file_target(path)
+        if target is not None:
+            if not self.spaces.may_read(_signed_in(scope), target):
+                return await _refuse(send)
+            return await self.app(scope, receive, send)
+        if scope.get("method") == "POST" and path.rstrip("/").endswith("/upload"):
+            return await self._upload(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    async def _upload(self, scope: dict, receive: Any, send: Any) -> None:
+        user, body, start = _signed_in(scope), [], {}
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            data = b"".join(body)
+            if start.get("status") == 200:
+                try:
+                    for p in json.loads(data):
+                        self.spaces.record_upload(p, user)
+                except (ValueError, TypeError):
+                    pass
+            await send(start)
+            await send({"type": "http.response.body", "body": data})
+        await self.app(scope, receive, capture)
+
+
+async def _refuse(send: Any) -> None:
+    body = b'{"detail":"File not allowed."}'
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,107 @@
+"""Two people in two browsers, signed in to one shared app: each sees only their own material.
+
+The app runs with two `--auth` users; each browser context signs in through Gradio's login
+form, uploads a note of its own in the Data tab, and after a reload sees its own file in the
+ingest report and never the other person's.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the app did not answer on {url} within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def shared_url(browser, tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("e2e-share") / "ws"
+    port = _free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "app_share_server.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "RHIZOME_AUTH", "GRADIO_TEMP_DIR")}
+    args = [sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)]
+    for user, password in USERS.items():
+        args += ["--auth", f"{user}:{password}"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_http(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def sign_in(browser, url: str, user: str):
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url, wait_until="domcontentloaded")
+    page.locator("input[type=text], input:not([type])").first.fill(user)
+    page.locator("input[type=password]").first.fill(USERS[user])
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#rz-pipeline", timeout=60_000)
+    return context, page
+
+
+def upload_note(page, path) -> None:
+    page.locator("#rz-upload input[type=file]").set_input_files([str(path)])
+    page.wait_for_selector(f"#rz-upload >> text={path.name}")
+    page.locator("#rz-ingest").click()
+    page.locator("#rz-ingest-report").filter(has_text=path.name).wait_for(timeout=60_000)
+
+
+def test_each_person_sees_only_their_own_sources(browser, shared_url, tmp_path):
+    pages = {}
+    for user in USERS:
+        note = tmp_path / f"{user}-private-note.md"
+        note.write_text(f"# {user}'s note\n\nThings only {user} should ever read: the garden, the sea.\n")
+        context, page = sign_in(browser, shared_url, user)
+        upload_note(page, note)
+        pages[user] = (context, page)
+    try:
+        for user, (context, page) in pages.items():
+            page.reload(wait_until="domcontentloaded")
+            page.wait_for_selector("#rz-pipeline", timeout=60_000)
+            report = page.locator("#rz-ingest-report")
+            report.filter(has_text=f"{user}-private-note.md").wait_for(timeout=30_000)
+            other = next(u for u in USERS if u != user)
+            assert f"{other}-private-note.md" not in (report.text_content() or "")  # hidden cells too
+            assert "1 file" in page.locator("#rz-pipeline").inner_text()
+            page.screenshot(path=str(ARTIFACTS / f"share_{user}.png"), full_page=True)
+    finally:
+        for context, _ in pages.values():
+            context.close()

@@ -1,0 +1,307 @@
+"""Sharing safely: per-person workspaces, the file gate, sign-in, a Space-style demo, the API.
+
+The app is launched for real (`python app.py` in a subprocess on 127.0.0.1) and driven with
+`gradio_client` and plain HTTP, as a script or a second person would.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rhizome.accounts import Throttle, check_user_name, hash_password, make_checker, parse_auth, verify_password
+from rhizome.ui.api import session_log
+from rhizome.workspace import UserError, Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+USERS = {"alice": "wonder-land-7", "bob": "builder-b0b"}
+TRICKS = ["../escape", "../../etc/passwd", "/etc/passwd", "a\x00b", "x" * 300, ".hidden", "a/b", "..", ""]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tmp: Path, args: list[str], env_extra: dict[str, str], port: int):
+    env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "RHIZOME_AUTH", "GRADIO_TEMP_DIR")}
+    env.update(env_extra)
+    log = tmp / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"no answer on {url}:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def two_users(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("share")
+    port = _free_port()
+    args = ["--workspace", str(tmp / "ws"), "--port", str(port)]
+    for user, password in USERS.items():
+        args += ["--auth", f"{user}:{password}"]
+    proc, url = _launch(tmp, args, {}, port)
+    try:
+        yield url, tmp / "ws"
+    finally:
+        _stop(proc)
+
+
+def _session(url: str, user: str | None) -> httpx.Client:
+    http = httpx.Client(base_url=url, timeout=60)
+    if user is not None:
+        r = http.post("login", data={"username": user, "password": USERS[user]})
+        assert r.status_code == 200, r.text
+    return http
+
+
+def _client(url: str, user: str):
+    from gradio_client import Client
+
+    return Client(url, auth=(user, USERS[user]), verbose=False)
+
+
+# ---- unit level: names, passwords, throttling ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TRICKS)
+def test_path_tricks_in_user_and_session_names_are_refused(tmp_path, name):
+    ws = Workspace(tmp_path / "ws").ensure()
+    with pytest.raises(UserError):
+        check_user_name(name)
+    with pytest.raises(UserError):
+        session_log(ws, name if name else "/")
+    assert session_log(ws, "my notes-1").parent == ws.root / "api_sessions"
+
+
+def test_passwords_hashed_and_failures_slowed(tmp_path):
+    stored = hash_password("s3cret")
+    assert stored.startswith("scrypt$") and "s3cret" not in stored
+    assert verify_password("s3cret", stored) and not verify_password("S3cret", stored)
+    auth_file = tmp_path / "auth"
+    auth_file.write_text(f"# people\ncarol:{stored}\n")
+    users = parse_auth([str(auth_file), "dave:pw1,erin:pw2"])
+    assert sorted(users) == ["carol", "dave", "erin"] and verify_password("pw2", users["erin"])
+    with pytest.raises(UserError):
+        parse_auth(["../x:pw"])
+    throttle = Throttle(base=0.2, cap=1.0)
+    check = make_checker(users, throttle)
+    assert asyncio.run(check("carol", "s3cret"))
+    for _ in range(3):
+        assert not asyncio.run(check("carol", "wrong"))
+    started = time.perf_counter()
+    assert not asyncio.run(check("carol", "wrong"))  # fourth failure: waits 0.2 * 2**2 s first
+    assert time.perf_counter() - started >= 0.75
+
+
+def test_workspace_follows_the_request_into_threads_and_never_defaults(tmp_path):
+    import contextvars
+    import threading
+
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from rhizome.ui.common import Context
+    from rhizome.ui.users import Spaces
+
+    spaces = Spaces(tmp_path / "ws", "users")
+    ctx = Context(Workspace(tmp_path / "ws").ensure(), spaces=spaces)
+    assert ctx.ws.root.name == ".blank"  # while the page is built: an empty stand-in
+    spaces.building = False
+    with pytest.raises(UserError):
+        ctx.ws  # no request: refused, never the shared root
+    seen: dict[str, object] = {}
+
+    def look(name: str) -> None:
+        try:
+            seen[name] = ctx.ws.root
+        except UserError as exc:
+            seen[name] = exc
+    LocalContext.request.set(gr.Request(username="alice"))
+    assert ctx.ws.root == tmp_path / "ws" / "users" / "alice"
+    plain = threading.Thread(target=look, args=("plain",))
+    copied = threading.Thread(target=contextvars.copy_context().run, args=(look, "copied"))
+    for t in (plain, copied):
+        t.start()
+        t.join()
+    LocalContext.request.set(None)
+    assert seen["copied"] == tmp_path / "ws" / "users" / "alice"
+    assert isinstance(seen["plain"], UserError)
+
+
+def test_shared_machine_trains_one_at_a_time_and_shows_the_queue_position():
+    import threading
+
+    from rhizome import slots
+    from rhizome.config import TrainConfig
+
+    queue, events, order = slots.Queue(), [], []
+    running, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with queue.turn():
+            running.set()
+            release.wait(10)
+            order.append("first")
+
+    def second() -> None:
+        with queue.turn(events.append, poll=0.05):
+            order.append("second")
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    running.wait(5)
+    threads[1].start()
+    deadline = time.time() + 5
+    while not events and time.time() < deadline:
+        time.sleep(0.02)
+    assert events and "position 1" in events[0].message and order == []
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["first", "second"]
+    slots.configure(one_training=True, max_train_steps=30)
+    try:
+        assert slots.cap_training(TrainConfig(max_steps=500)).max_steps == 30
+        assert slots.cap_training(TrainConfig(max_steps=0)).max_steps == 30  # epochs-based runs too
+        assert slots.cap_training(TrainConfig(max_steps=8)).max_steps == 8
+    finally:
+        slots.configure()
+
+
+# ---- a real app, two people ------------------------------------------------------------------
+
+
+def test_wrong_password_refused_without_detail_and_slowed(two_users):
+    url, _ = two_users
+    http = httpx.Client(base_url=url, timeout=60)
+    wrong_pw = http.post("login", data={"username": "alice", "password": "nope"})
+    no_user = http.post("login", data={"username": "mallory", "password": "nope"})
+    assert wrong_pw.status_code == no_user.status_code == 400
+    assert wrong_pw.json() == no_user.json()  # the same words: no hint which part was wrong
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        assert http.post("login", data={"username": "bob", "password": "nope"}).status_code == 400
+        timings.append(time.perf_counter() - started)
+    assert timings[2] - timings[0] >= 0.9, timings  # 0 s, 0.5 s, 1 s of back-off
+    assert http.get("config").status_code == 401
+
+
+def test_uploads_are_private_to_their_owner(two_users, tmp_path):
+    from gradio_client import handle_file
+
+    url, ws_root = two_users
+    note = tmp_path / "alice-diary.md"
+    note.write_text("# Diary\n\nAlice's private plans for the garden: roses along the north wall.\n")
+    alice, bob = _client(url, "alice"), _client(url, "bob")
+    report = alice.predict([handle_file(str(note))], api_name="/upload")
+    assert report["files"][0]["status"] == "ok", report
+    assert [s["name"] for s in alice.predict(api_name="/sources")] == ["alice-diary.md"]
+    assert bob.predict(api_name="/sources") == []
+    assert not (ws_root / "users" / "bob" / "sources" / "alice-diary.md").exists()
+    assert not (ws_root / "sources" / "alice-diary.md").exists()  # nor in the shared root
+
+    # Gradio file URLs: alice's source and a fresh upload of hers, fetched by each party
+    as_alice, as_bob, signed_out = _session(url, "alice"), _session(url, "bob"), _session(url, None)
+    uploaded = as_alice.post("gradio_api/upload", files={"files": ("secret.md", b"alice only", "text/markdown")})
+    assert uploaded.status_code == 200, uploaded.text
+    [upload_path] = uploaded.json()
+    source_path = ws_root / "users" / "alice" / "sources" / "alice-diary.md"
+    for path in (upload_path, str(source_path)):
+        assert as_alice.get(f"gradio_api/file={path}").status_code == 200, path
+        assert as_bob.get(f"gradio_api/file={path}").status_code in (401, 403), path
+        assert signed_out.get(f"gradio_api/file={path}").status_code in (401, 403), path
+        assert as_bob.get(f"gradio_api/file/{path}").status_code in (401, 403), path
+    # bob cannot ingest alice's upload by naming its path in a raw API call either
+    assert "did not land in your workspace" in _call(as_bob, "upload", [[_file_data(upload_path)]])
+    assert "alice-diary.md" not in str(bob.predict(api_name="/sources"))
+
+
+def _file_data(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def _call(http: httpx.Client, api_name: str, data: list) -> str:
+    """A raw call of a named endpoint over HTTP (no client-side re-upload); the SSE text back."""
+    started = http.post(f"gradio_api/call/{api_name}", json={"data": data})
+    assert started.status_code == 200, started.text
+    return http.get(f"gradio_api/call/{api_name}/{started.json()['event_id']}").text
+
+
+def test_path_tricks_in_upload_names_stay_inside(two_users):
+    url, ws_root = two_users
+    as_bob = _session(url, "bob")
+    for name in ("../../../escape.md", "/etc/escape.md", "..\\..\\escape.md", "e" * 250 + ".md"):
+        r = as_bob.post("gradio_api/upload", files={"files": (name, b"# t\n\nbob's text " * 5, "text/markdown")})
+        assert r.status_code == 200, (name, r.text)
+        [path] = r.json()
+        assert (ws_root / ".uploads").resolve() in Path(path).resolve().parents, path
+    bob = _client(url, "bob")
+    r = as_bob.post("gradio_api/upload", files={"files": ("../../../escape.md", b"# t\n\nbob's own words " * 5)})
+    assert "escape.md" in _call(as_bob, "upload", [[_file_data(r.json()[0])]])
+    sources = [s["name"] for s in bob.predict(api_name="/sources")]
+    assert sources and all(".." not in s and not s.startswith("/") for s in sources), sources
+    assert not list(ws_root.parent.glob("escape.md")) and not (ws_root / "users" / "escape.md").exists()
+    with pytest.raises(Exception, match="not a valid session name"):
+        bob.predict("hello", "../../alice/api_sessions/x", api_name="/chat")
+
+
+def test_share_without_auth_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "app.py", "--share", "--demo", "--workspace", str(tmp_path / "w")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "refusing" in out.stderr
+
+
+# ---- a Space: SPACE_ID, 0.0.0.0, $PORT; one temporary workspace per session --------------------
+
+
+@pytest.mark.slow
+def test_space_start_serves_and_sessions_are_separate(tmp_path):
+    from gradio_client import Client, handle_file
+
+    real = Workspace(tmp_path / "real").ensure()
+    (real.sources / "REAL-PRIVATE.md").write_text("the real workspace's own file\n")
+    port = _free_port()
+    env = {"SPACE_ID": "someone/rhizome", "GRADIO_SERVER_NAME": "0.0.0.0", "PORT": str(port),
+           "RHIZOME_WORKSPACE": str(real.root)}
+    proc, url = _launch(tmp_path, [], env, port)
+    try:
+        assert "Rhizome" in httpx.get(url, timeout=10).text
+        one, two = Client(url, verbose=False), Client(url, verbose=False)
+        seeded = [s["name"] for s in one.predict(api_name="/sources")]
+        assert seeded and "REAL-PRIVATE.md" not in seeded  # the sample, never the real workspace
+        note = tmp_path / "visitor-one.md"
+        note.write_text("# Visitor one\n\nA note only the first visitor uploaded, about tomatoes.\n")
+        one.predict([handle_file(str(note))], api_name="/upload")
+        assert "visitor-one.md" in [s["name"] for s in one.predict(api_name="/sources")]
+        assert "visitor-one.md" not in [s["name"] for s in two.predict(api_name="/sources")]
+        assert not (real.sources / "visitor-one.md").exists()
+    finally:
+        _stop(proc)
