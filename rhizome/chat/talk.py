@@ -55,7 +55,8 @@ class SentenceSpeaker:
         """time.perf_counter() when the first complete sentence was queued."""
         self.first_audio_at: float | None = None
         """time.perf_counter() when its audio was ready."""
-        self._consumed = 0
+        self._said = ""
+        """The part of the answer already queued."""
         self._closed = False
         self._todo: queue.Queue = queue.Queue()
         self._audio: queue.Queue = queue.Queue()
@@ -63,7 +64,7 @@ class SentenceSpeaker:
 
     def update(self, text: str) -> None:
         """`text` is the whole answer so far; every sentence it now completes is queued."""
-        tail = text[self._consumed:]
+        tail = self._tail(text)
         ends = [m.end() for m in _CLOSED.finditer(tail)]
         if ends:
             cut = ends[-1]
@@ -74,7 +75,14 @@ class SentenceSpeaker:
         else:
             return
         self._queue(tail[:cut])
-        self._consumed += cut
+        self._said += tail[:cut]
+
+    def _tail(self, text: str) -> str:
+        """What `text` adds to what was queued; the final answer may come back stripped."""
+        if text.startswith(self._said):
+            return text[len(self._said):]
+        said, text = self._said.lstrip(), text.lstrip()
+        return text[len(said):] if text.startswith(said.rstrip()) else ""
 
     def close(self, text: str | None = None) -> None:
         """The answer is complete (`text`: its final form); the remainder is queued."""
@@ -82,8 +90,8 @@ class SentenceSpeaker:
             return
         if text is not None:
             self.update(text)
-            self._queue(text[self._consumed:])
-            self._consumed = len(text)
+            self._queue(self._tail(text))
+            self._said = text
         self._closed = True
         self._todo.put(None)
 
