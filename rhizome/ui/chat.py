@@ -41,9 +41,10 @@ def build(ctx: Context) -> SimpleNamespace:
                 max_tokens = gr.Slider(16, 1024, value=d.max_tokens, step=16, label="Max new tokens",
                                        elem_id="rz-chat-max-tokens")
             gr.Markdown("### Voice")
-            mic = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Ask by voice",
-                           elem_id="rz-mic")
-            speak = gr.Checkbox(False, label="Speak the answers")
+            mic = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="rz-mic",
+                           label="Ask by voice: record, stop, and it is sent")
+            speak = gr.Checkbox(False, label="Speak the answers",
+                                info="talk mode: each sentence is spoken as soon as it is written")
             with gr.Accordion("Voice and speed", open=False):
                 voice = gr.Dropdown([], label="Voice", allow_custom_value=True)
                 speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
@@ -116,18 +117,28 @@ def respond(ctx: Context, question: str, tuned: list, base: list, model: str, co
     status = notice(f"Answering with <b>{esc(config.model)}</b>" + (" and <b>base</b>" if side_by_side else "") + "…")
     yield "", boxes["tuned"], boxes["base"] if side_by_side else skip, skip, status, skip, skip
     results: dict[str, Any] = {}
+    speaker = start_speaker(ctx, voice, speed) if speak and stream_audio else None  # talk mode
     for side, text, result in stream_answers(ctx, question, config, side_by_side):
         boxes[side][-1] = {"role": "assistant", "content": text}
         if result is not None:
             results[side] = result
         yield skip, boxes["tuned"], boxes["base"] if side_by_side else skip, skip, skip, skip, skip
+        if speaker is not None and side == "tuned":  # each finished sentence is spoken at once
+            speaker.update(text)
+            for chunk in speaker.ready():
+                yield (skip,) * 5 + (chunk, engines_html(ctx, spoke=speaker))
     main = results["tuned"]
     if compare and not side_by_side:
         status_html = notice("Pick a tuned model above to compare it with the base model.", "info") + timing_html(main)
     else:
         status_html = timing_html(main) + (timing_html(results["base"]) if side_by_side else "")
     yield skip, skip, skip, sources_html(main.sources), status_html, skip, skip
-    if speak and main.answer.strip():
+    if speaker is not None:
+        speaker.close(main.answer)
+        for chunk in speaker.rest():
+            yield (skip,) * 5 + (chunk, engines_html(ctx, spoke=speaker))
+        yield (skip,) * 5 + (skip, engines_html(ctx, spoke=speaker))
+    elif speak and main.answer.strip():
         for audio, engines in speak_answer(ctx, main.answer, voice, speed, stream_audio):
             yield (skip,) * 5 + (audio, engines)
 
@@ -221,6 +232,13 @@ def speak_answer(ctx: Context, text: str, voice: str | None, speed: float, strea
     for chunk in speech:
         yield chunk, engines_html(ctx, spoke=speech)  # "sentence k of n" while it goes
     yield gr.skip(), engines_html(ctx, spoke=speech)  # the final length, even if the last sentence was silent
+
+
+def start_speaker(ctx: Context, voice: str | None, speed: float):
+    """A SentenceSpeaker that voices the answer a sentence at a time while it is generated."""
+    from ..chat.talk import SentenceSpeaker
+
+    return SentenceSpeaker(voice=voice or None, speed=float(speed), ws=ctx.ws)
 
 
 def speak_answer_wav(ctx: Context, text: str, voice: str | None, speed: float) -> tuple[str, str]:

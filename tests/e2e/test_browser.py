@@ -163,14 +163,18 @@ def test_tuned_model_hot_swaps_into_chat_side_by_side(page):
 
 
 def test_spoken_question_is_transcribed_and_answered_aloud(page, tmp_path):
-    """An uploaded recording goes through the offline STT into the chat, which answers it aloud."""
+    """Talk mode: an uploaded recording goes through the offline STT (Moonshine) into the chat,
+    and the answer is spoken a sentence at a time while it is still being generated."""
     from rhizome.chat.speech import synthesize
 
-    wav = synthesize("How do I feed my sourdough starter", tmp_path / "question.wav").path
+    wav = synthesize("How do I feed my sourdough starter?", tmp_path / "question.wav").path  # hibari's voice
     open_tab(page, "Chat")  # already open after the tests before; this one also runs alone
     page.get_by_label("Also answer with the base model").uncheck()  # one answer is enough here
     page.get_by_label("Speak the answers").check()
     page.get_by_label("Ground answers in my documents").uncheck()  # voice needs no memory index
+    if not page.locator("#rz-chat-max-tokens input").first.is_visible():
+        page.locator("#rz-chat-sampling").get_by_text("Sampling").click()
+    set_number(page, "rz-chat-max-tokens", 96)  # several sentences: speech must start before the end
     bot = "#rz-chat-main [data-testid='bot']"
     before = page.locator(bot).count()
     mic = page.locator("#rz-mic")
@@ -178,9 +182,15 @@ def test_spoken_question_is_transcribed_and_answered_aloud(page, tmp_path):
     mic.locator("input[type=file]").set_input_files(str(wav))
     page.locator("#rz-engines").get_by_text("Last question heard by").wait_for(timeout=60_000)
     engines = page.locator("#rz-engines").inner_text()
-    assert "pocketsphinx" in engines or "vosk" in engines  # the active engine and why are shown
+    assert "moonshine" in engines or "vosk" in engines  # the active engine and why are shown
+    transcript = page.locator("#rz-chat-main [data-testid='user']").last.inner_text().lower()
+    assert "sourdough starter" in transcript and "feed" in transcript  # the transcript is the question
+    if shutil.which("ffmpeg"):  # streamed: the first sentence is out while the answer is being written
+        page.wait_for_function("() => document.querySelector('#rz-engines').innerText.includes("
+                               "'Speaking the answer with') && !document.querySelector('#rz-chat-status .rz-timing')",
+                               timeout=180_000)
     page.wait_for_function(f"() => document.querySelectorAll(\"{bot}\").length > {before} && "
-                           "document.querySelector('#rz-chat-status .rz-timing') !== null", timeout=120_000)
+                           "document.querySelector('#rz-chat-status .rz-timing') !== null", timeout=240_000)
     page.locator("#rz-engines").get_by_text("Last answer spoken by").wait_for(timeout=60_000)
     if shutil.which("ffmpeg"):  # streamed a sentence at a time: HLS into a MediaSource, which plays
         page.wait_for_function("() => { const a = document.querySelector('#rz-spoken audio'); return a && "
