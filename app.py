@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     from rhizome import slots
     from rhizome.accounts import make_checker
     from rhizome.ui import CSS, build_app, theme  # after parsing: --help stays instant
-    from rhizome.ui.users import FileGate
+    from rhizome.ui.filegate import FileGate
 
     spaces = make_spaces(args)
     # a demo never opens the real workspace: its sessions live in a temp folder of their own
