@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.share and not args.users:
         p.exit(2, "error: --share makes the app public; refusing without a login. "
                   "Add --auth user:password (or set RHIZOME_AUTH=user:password).\n")
+    if not args.users and not args.demo and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving one workspace, without sign-in, to anyone who reaches {args.host}; "
+              "add --auth user:password to give each person their own", file=sys.stderr)
     args.max_file_size = args.max_file_size or ("50mb" if args.demo else "2gb")
     if args.max_train_steps is None:
         args.max_train_steps = 30 if args.demo else 0
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     from rhizome import slots
     from rhizome.accounts import make_checker
     from rhizome.ui import CSS, build_app, theme  # after parsing: --help stays instant
-    from rhizome.ui.users import FileGate
+    from rhizome.ui.filegate import FileGate
 
     spaces = make_spaces(args)
     # a demo never opens the real workspace: its sessions live in a temp folder of their own

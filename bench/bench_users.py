@@ -5,7 +5,8 @@ temporary workspace, seeded with the built sample, so answers retrieve over real
 then N users each ask `--questions` questions in turn through the `/chat` API endpoint, all N at
 the same time. Per request: time to first token (submit → first streamed text), total time,
 tokens generated. Reported: every request answered?, error count, p50/p95 time to first token,
-p50/p95 total, and total tokens/s (all tokens / wall time of the whole run).
+p50/p95 total, and total tokens/s (all tokens / wall time of the whole run); the reference, in
+the same run: one person alone (time to first token, tokens/s), and the throughput ratio.
 
     .venv/bin/python bench/bench_users.py [--users 8] [--questions 2] [--out bench/out]
 """
@@ -102,6 +103,12 @@ def main() -> None:
         results: list[dict] = []
         # people arrive one after another (opening a page is not what is measured), then all ask at once
         clients = [open_session(url) for _ in range(args.users)]
+        one_user(clients[0], 0, 1, [], threading.Barrier(1))  # warm-up: loads the model and the embedder
+        # the reference, in the same run: one person alone asks one question
+        solo: list[dict] = []
+        solo_started = time.perf_counter()
+        one_user(clients[1 % len(clients)], 0, 1, solo, threading.Barrier(1))
+        solo_wall = time.perf_counter() - solo_started
         barrier = threading.Barrier(args.users + 1)
         threads = [threading.Thread(target=one_user, args=(clients[i], i, args.questions, results, barrier))
                    for i in range(args.users)]
@@ -124,7 +131,11 @@ def main() -> None:
         "tokens_per_s": round(sum(r["tokens"] for r in ok) / wall, 1) if wall else None,
         "mean_tokens_per_answer": round(statistics.mean([r["tokens"] for r in ok]), 1) if ok else 0,
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        "solo_ttft_s": round(solo[0]["ttft_s"], 2), "solo_total_s": round(solo[0]["total_s"], 2),
+        "solo_tokens_per_s": round(solo[0]["tokens"] / solo_wall, 1) if solo[0]["ok"] else None,
     }
+    if summary["solo_tokens_per_s"] and summary["tokens_per_s"]:
+        summary["throughput_ratio_vs_solo"] = round(summary["tokens_per_s"] / summary["solo_tokens_per_s"], 2)
     (args.out / "users_results.json").write_text(json.dumps({"summary": summary, "requests": results}, indent=2))
     print(json.dumps(summary, indent=2))
     for r in results:

@@ -67,3 +67,11 @@ def test_train_benchmark_compares_with_a_naive_trainer(tmp_path):
           "--batch-size", "2", "--max-length", "128", "--skip-demo", "--out", str(tmp_path / "train.json"))
     report = json.loads((tmp_path / "train.json").read_text())
     assert report["compare"]["median_speedup"] > 0 and report["peak_fp32_flop_s"] > 0
+
+
+@pytest.mark.slow
+def test_users_benchmark_answers_every_concurrent_request(tmp_path):
+    bench("bench_users.py", "--users", "2", "--questions", "1", "--out", str(tmp_path))
+    summary = json.loads((tmp_path / "users_results.json").read_text())["summary"]
+    assert summary["answered"] == summary["requests"] == 2 and summary["errors"] == 0
+    assert summary["ttft_p50_s"] > 0 and summary["tokens_per_s"] > 0

@@ -195,6 +195,30 @@ def test_shared_machine_trains_one_at_a_time_and_shows_the_queue_position():
         slots.configure()
 
 
+def test_demo_sessions_are_seeded_separately_and_removed_when_idle(tmp_path):
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from rhizome.ui.users import Spaces
+
+    template = Workspace(tmp_path / "template").ensure()
+    (template.sources / "sample.md").write_text("the sample\n")
+    (template.dataset / "train.jsonl").write_text("{}\n")
+    spaces = Spaces(tmp_path / "demo", "demo", idle_s=60,
+                    template=lambda folder: __import__("shutil").copytree(template.root, folder))
+    spaces.building = False
+    roots = []
+    for session in ("aaaa1111", "bbbb2222"):
+        LocalContext.request.set(gr.Request(session_hash=session))
+        roots.append(spaces.current().root)
+    LocalContext.request.set(None)
+    assert roots[0] != roots[1] and all((r / "sources" / "sample.md").is_file() for r in roots)
+    assert spaces.sweep() == []  # not idle yet
+    spaces.idle_s = 0
+    assert sorted(spaces.sweep(busy=lambda ws: ws.root == roots[1])) == ["s-aaaa1111"]
+    assert not roots[0].exists() and roots[1].exists()  # a session with a running job stays
+
+
 # ---- a real app, two people ------------------------------------------------------------------
 
 

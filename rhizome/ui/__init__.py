@@ -38,7 +38,7 @@ def build_app(workspace: str | os.PathLike, on_space: bool | None = None, spaces
     ctx = Context(ws, on_space=bool(os.environ.get("SPACE_ID")) if on_space is None else on_space, spaces=spaces)
     with gr.Blocks(title="Rhizome — your material, your model", analytics_enabled=False) as demo:
         header = gr.HTML(header_html(ctx))
-        strip = gr.HTML(pipeline_html(ws), elem_id="rz-pipeline")
+        strip = gr.HTML(pipeline_html(ctx.ws), elem_id="rz-pipeline")  # shared: an empty stand-in
         ui = SimpleNamespace(header=header, strip=strip)
         with gr.Tabs(selected="data") as ui.tabs:
             for key, title, module in TABS:

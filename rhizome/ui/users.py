@@ -13,19 +13,16 @@ resolve per request without any handler being changed. A thread that a handler s
 in a copy of the handler's context (`contextvars.copy_context().run`); without a request the
 answer is an error, never somebody else's workspace.
 
-`FileGate` is an ASGI middleware in front of gradio's file route: in `users` mode a file under
-`users/<name>/` is served only to <name>, and an upload only to whoever uploaded it.
+`filegate.FileGate` guards gradio's file route with `Spaces.may_read`.
 """
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import shutil
 import tempfile
 import threading
 import time
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Callable
 
@@ -230,88 +227,3 @@ def seed_from(template: Callable[[], Path]) -> Callable[[Path], None]:
 def demo_base() -> Path:
     """Where demo sessions live: a fresh temp folder, never the real workspace."""
     return Path(tempfile.mkdtemp(prefix="rhizome-demo-"))
-
-
-# ---- the file gate ------------------------------------------------------------------------------
-
-
-def _file_target(path: str) -> Path | None:
-    """The local file a gradio file URL names (`.../file=/abs/path` or `.../file/abs/path`)."""
-    for marker in ("/file=", "/gradio_api/file/"):
-        at = path.find(marker)
-        if at != -1:
-            rest = path[at + len(marker):]
-            if rest.startswith(("http://", "https://")) or "\x00" in rest:
-                return None
-            try:
-                return Path(rest).expanduser().resolve()
-            except (OSError, ValueError, RuntimeError):
-                return Path("/nonexistent")
-    return None
-
-
-def _signed_in(scope: dict) -> str | None:
-    app = scope.get("app")
-    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
-    if not tokens:
-        return None
-    cookies = SimpleCookie()
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            try:
-                cookies.load(value.decode("latin-1"))
-            except Exception:  # a malformed cookie header signs nobody in
-                return None
-    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-        if name in cookies and cookies[name].value in tokens:
-            return tokens[cookies[name].value]
-    return None
-
-
-class FileGate:
-    """ASGI middleware: refuses another person's files on gradio's file route (403) and
-    records who uploaded what on gradio's upload route."""
-
-    def __init__(self, app: Any, spaces: Spaces) -> None:
-        self.app, self.spaces = app, spaces
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self.spaces.mode == "single":
-            return await self.app(scope, receive, send)
-        path = scope.get("path", "")
-        target = _file_target(path)
-        if target is not None:
-            if not self.spaces.may_read(_signed_in(scope), target):
-                return await _refuse(send)
-            return await self.app(scope, receive, send)
-        if scope.get("method") == "POST" and path.rstrip("/").endswith("/upload"):
-            return await self._upload(scope, receive, send)
-        await self.app(scope, receive, send)
-
-    async def _upload(self, scope: dict, receive: Any, send: Any) -> None:
-        user, body, start = _signed_in(scope), [], {}
-
-        async def capture(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            body.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            data = b"".join(body)
-            if start.get("status") == 200:
-                try:
-                    for p in json.loads(data):
-                        self.spaces.record_upload(p, user)
-                except (ValueError, TypeError):
-                    pass
-            await send(start)
-            await send({"type": "http.response.body", "body": data})
-        await self.app(scope, receive, capture)
-
-
-async def _refuse(send: Any) -> None:
-    body = b'{"detail":"File not allowed."}'
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
