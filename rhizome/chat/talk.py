@@ -28,6 +28,7 @@ from .speech import _default_voice, choose_tts
 _CLOSED = re.compile(r"[.!?…][\"'”’)\]]*\s+")
 """Where a sentence is known to be complete: end punctuation followed by a space (a period with
 no space after it may still be "3." of "3.5" or "e.g")."""
+IDLE_S = 300.0
 _CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 _MARKUP = re.compile(r"[*_#`>|]+")
 
@@ -104,7 +105,7 @@ class SentenceSpeaker:
                 self._todo.put(sentence)
 
     def _work(self) -> None:
-        while (sentence := self._todo.get()) is not None:
+        while (sentence := self._next()) is not None:
             try:
                 samples = self._speak(sentence)
             except Exception as exc:  # handed to the reader, who raises it in its own thread
@@ -117,6 +118,14 @@ class SentenceSpeaker:
                 self.seconds += samples.size / self.rate
                 self._audio.put((self.rate, samples))
         self._audio.put(None)
+
+    def _next(self) -> str | None:
+        """The next sentence; None at the end, or after IDLE_S without one (a reader that went
+        away, e.g. a closed browser tab, never calls close(): the thread must not live forever)."""
+        try:
+            return self._todo.get(timeout=IDLE_S)
+        except queue.Empty:
+            return None
 
     def ready(self) -> Iterator[tuple[int, np.ndarray]]:
         """The chunks synthesised so far, without waiting."""
