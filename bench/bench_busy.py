@@ -37,7 +37,7 @@ def chat_round(ws: Workspace, threads: int = 0) -> dict:
 
     t = answer(ws, QUESTION, ChatConfig(max_tokens=64, temperature=0.0, n_threads=threads)).timings
     return {"tokens_per_s": t["tokens_per_s"], "first_token_s": t["first_token_s"],
-            "threads": threads or cpu.interactive_threads(measure=False)}
+            "threads": threads or cpu.interactive_threads(other=0.0)}
 
 
 def measure(ws: Workspace, rounds: int, threads: int = 0) -> dict:

@@ -114,13 +114,26 @@ def claimed_cores() -> int:
         return sum(_claims.values())
 
 
-def interactive_threads(pinned: int = 0, measure: bool = True) -> int:
-    """Threads for interactive work (a chat answer, a transcription): `pinned` when the person
-    set one, else the physical cores that are free now, at least one."""
+def interactive_threads(pinned: int = 0, other: float | None = None) -> int:
+    """Threads for interactive work (a chat answer's decoding, a transcription): `pinned` when the
+    person set one, else the physical cores that are free now (`other`: the other processes' load,
+    measured when not given), at least one. Decoding threads
+    wait for each other every token, so they must not share a core with anything."""
     if pinned > 0:
         return pinned
-    free = physical_cores() - claimed_cores() - (round(other_load()) if measure else 0)
+    other = other_load() if other is None else other
+    free = physical_cores() - claimed_cores() - round(other)
     return max(1, min(free, physical_cores()))
+
+
+def prompt_threads(pinned: int = 0, other: float | None = None) -> int:
+    """Threads for reading a prompt (one large batched pass): the cores other processes leave
+    free, including those this process's background work holds, which yields them at its lower
+    priority. Busy threads need no waiting partner, so these cores are worth taking."""
+    if pinned > 0:
+        return pinned
+    other = other_load() if other is None else other
+    return max(1, physical_cores() - round(other))
 
 
 @contextmanager

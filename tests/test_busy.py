@@ -32,7 +32,7 @@ def built(tmp_path_factory):
 
 
 def test_background_work_yields_and_the_chat_count_follows_it():
-    before = cpu.interactive_threads(measure=False)
+    before = cpu.interactive_threads(other=0.0)
     started, release = threading.Event(), threading.Event()
 
     def work(job):
@@ -42,12 +42,13 @@ def test_background_work_yields_and_the_chat_count_follows_it():
 
     job = jobs.run_in_background(work, kind="test", yields=True)
     assert started.wait(10)
-    during = cpu.interactive_threads(measure=False)
+    during = cpu.interactive_threads(other=0.0)
     release.set()
     job.wait(10)
-    after = cpu.interactive_threads(measure=False)
+    after = cpu.interactive_threads(other=0.0)
     assert job.result == os.getpriority(os.PRIO_PROCESS, 0) + cpu.BACKGROUND_NICE  # the job's thread yields
     assert during == 1 and after == before == cpu.physical_cores()
+    assert cpu.prompt_threads(other=0.0) == cpu.physical_cores()  # a prompt may take the yielded cores
     assert cpu.interactive_threads(pinned=3) == 3  # a person's explicit choice always wins
 
 
@@ -74,7 +75,8 @@ def test_chat_beside_a_running_training_keeps_half_its_idle_speed(built):
     ws = built[0]
     _chat(ws, 1)  # load the engine and the embedder
     idle_rate, _ = _chat(ws, 1)  # the reference: one thread on an idle machine
-    idle_threads = cpu.interactive_threads(measure=False)
+    _, idle_first = _chat(ws)  # and the first token with the chat's own choice of threads
+    idle_threads = cpu.interactive_threads(other=0.0)
     job = jobs.start_training(ws, TrainConfig(max_steps=500, eval_steps=0, save_steps=0, logging_steps=1,
                                               knowledge_test_size=0))
     try:
@@ -82,13 +84,15 @@ def test_chat_beside_a_running_training_keeps_half_its_idle_speed(built):
         while job.running and not any(e.get("loss") is not None for e in job.events) and time.time() < deadline:
             time.sleep(0.5)
         assert job.running, job.error  # training is in its step loop, all cores busy
-        busy_threads = cpu.interactive_threads(measure=False)
+        busy_threads = cpu.interactive_threads(other=0.0)
         rate, first = _chat(ws)
     finally:
         jobs.stop_training(ws)
         job.wait(300)
     assert busy_threads < idle_threads or idle_threads == 1
-    assert cpu.interactive_threads(measure=False) == idle_threads
+    assert cpu.interactive_threads(other=0.0) == idle_threads
     assert rate >= 0.5 * idle_rate, (rate, idle_rate)
-    assert first <= 2.0
+    # within 2 s, or (on a machine too slow to read this prompt in 2 s even when idle) no later
+    # than a quarter more than idle: the training costs the answer almost nothing
+    assert first <= max(2.0, 1.25 * idle_first), (first, idle_first)
     shutil.rmtree(ws.runs, ignore_errors=True)

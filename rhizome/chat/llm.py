@@ -143,7 +143,7 @@ class Engine:
                 "(llama, qwen2, mistral, phi3, gemma, ...)"
             ) from exc
         self.load_s = time.perf_counter() - started
-        self.n_threads = n_threads
+        self.n_threads = self.n_threads_batch = n_threads
         self.template_source, self.formatter = self._chat_formatter()
 
     def _chat_formatter(self) -> tuple[str, Any]:
@@ -159,12 +159,13 @@ class Engine:
     def n_ctx(self) -> int:
         return self.llm.n_ctx()
 
-    def set_threads(self, n_threads: int) -> None:
-        """Decode and prompt threads for the next generation, on the loaded context (no reload)."""
-        if n_threads != self.n_threads:
-            self.llm._ctx.set_n_threads(n_threads, n_threads)
-            self.llm.n_threads = self.llm.n_threads_batch = n_threads
-            self.n_threads = n_threads
+    def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        """Decode (and prompt) threads for the next generation, on the loaded context (no reload)."""
+        n_threads_batch = n_threads_batch or n_threads
+        if (n_threads, n_threads_batch) != (self.n_threads, self.n_threads_batch):
+            self.llm._ctx.set_n_threads(n_threads, n_threads_batch)
+            self.llm.n_threads, self.llm.n_threads_batch = n_threads, n_threads_batch
+            self.n_threads, self.n_threads_batch = n_threads, n_threads_batch
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
         """Token ids of the rendered chat prompt, and the template's stop strings."""
