@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ..config import ChatConfig
 from ..models import bundled_gguf_path, detect_hardware
 from ..workspace import UserError, Workspace, read_json
-from . import rag
+from . import extract, rag
 
 __all__ = ["Answer", "answer", "compare", "list_models", "resolve_model"]
 
@@ -120,7 +120,8 @@ def _prepare(engine: Any, question: str, hits: list[dict],
     budget = engine.n_ctx - len(bare) - max_tokens - 48
     chosen = rag.fit_sources(hits, budget, engine.count_tokens) if hits else []
     while True:
-        tokens, stops = engine.prompt_tokens(_messages(config, rag.user_message(question, [b for _, b in chosen])))
+        tokens, stops = engine.prompt_tokens(_messages(config, rag.user_message(question, [b for _, b in chosen],
+                                                                                config.prompt_layout)))
         if len(tokens) + max_tokens <= engine.n_ctx or not chosen:
             return tokens, stops, chosen, min(max_tokens, engine.n_ctx - len(tokens))
         chosen = chosen[:-1]  # the estimate was short: drop the weakest source and re-measure
@@ -171,7 +172,19 @@ def answer(ws: Workspace, question: str, config: ChatConfig | None = None,
     question = _check_question(question)
     choice = resolve_model(ws, config.model)
     hits, timings = _retrieve(ws, question, config)
-    return _respond(choice, question, hits, config, on_token, timings)
+    return _reply(choice, question, hits, config, on_token, timings)
+
+
+def _reply(choice: ModelChoice, question: str, hits: list[dict], config: ChatConfig,
+           on_token: Callable[[str], None] | None, timings: dict[str, Any]) -> Answer:
+    """Quote the sources (ChatConfig.answer_mode, see chat.extract) or let the model answer."""
+    hits = extract.focus_sources(hits, question, config.source_chars)
+    if not extract.wants_extractive(config.answer_mode, choice.path, choice.lora_path, config.small_model_mb, hits):
+        return _respond(choice, question, hits, config, on_token, timings)
+    text = extract.extractive_answer(question, hits)
+    if on_token is not None:
+        on_token(text)
+    return Answer(text, rag.source_entries([(h, "") for h in hits]), choice.name, {**timings, "answer_mode": "extractive"})
 
 
 def compare(ws: Workspace, question: str, tuned_model: str, config: ChatConfig | None = None,
@@ -185,5 +198,5 @@ def compare(ws: Workspace, question: str, tuned_model: str, config: ChatConfig |
     base, tuned = resolve_model(ws, "base"), resolve_model(ws, tuned_model)
     hits, timings = _retrieve(ws, question, config)
     stream = (lambda side: (lambda text: on_token(side, text))) if on_token else (lambda side: None)
-    return {"base": _respond(base, question, hits, config, stream("base"), dict(timings)),
-            "tuned": _respond(tuned, question, hits, config, stream("tuned"), dict(timings))}
+    return {"base": _reply(base, question, hits, config, stream("base"), dict(timings)),
+            "tuned": _reply(tuned, question, hits, config, stream("tuned"), dict(timings))}
