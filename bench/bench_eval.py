@@ -29,6 +29,7 @@ VARIANTS = {
     "greedy, repeat penalty 1.3": dict(temperature=0.0, repeat_penalty=1.3),
     "greedy, 2 sources": dict(temperature=0.0, top_k=2),
     "greedy, 3 sources of 400 chars": dict(temperature=0.0, top_k=3, source_chars=400),
+    "greedy, 2 sources of 300 chars, compact": dict(temperature=0.0, top_k=2, source_chars=300, prompt_layout="compact"),
     "greedy, question first": dict(temperature=0.0, prompt_layout="question_first"),
     "greedy, compact prompt": dict(temperature=0.0, prompt_layout="compact"),
     "extractive (from your notes)": dict(answer_mode="extractive"),
@@ -43,10 +44,11 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--models", default="base,tuned")
-    parser.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    parser.add_argument("--only", default="", help="variant names separated by ';' (default: all)")
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0 = the chat's setting)")
     args = parser.parse_args()
     ws = Workspace(args.workspace)
-    only = [v.strip() for v in args.only.split(",") if v.strip()]
+    only = [v.strip() for v in args.only.split(";") if v.strip()]
     print("| variant | model | score | term recall | similarity | right source cited | words | s/answer |")
     print("|---|---|---|---|---|---|---|---|")
     for name, changes in VARIANTS.items():
@@ -56,7 +58,7 @@ def main() -> None:
         chat = ChatConfig().replace(**{k: v for k, v in settings.items() if k != "answer_mode"})
         config = EvalConfig(models=args.models.split(","), retrieval="on", questions=args.questions,
                             perplexity=False, max_tokens=args.max_tokens, answer_mode=settings["answer_mode"],
-                            temperature=settings["temperature"])
+                            temperature=settings["temperature"], n_threads=args.threads)
         started = time.perf_counter()
         result = evaluate_run(ws, args.run, config, chat=chat)
         for row in result["rows"]:

@@ -352,6 +352,8 @@ class EvalConfig(StageConfig):
     """How the models answer (see the chat's answer_mode); generate measures the models themselves."""
     temperature: float | None = None
     """Sampling temperature; None keeps the chat's default."""
+    n_threads: int = 0
+    """CPU threads for generation (0 keeps the chat's setting; 1 avoids llama.cpp's spinning threads on a busy machine)."""
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("on", "off", "both"):

@@ -17,7 +17,8 @@ from rhizome.config import BuildConfig, ChatConfig, EvalConfig, ExportConfig, Tr
 from rhizome.workspace import Workspace
 
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample"
-SMALL = EvalConfig(questions=10, max_tokens=32, seed=3)
+SMALL = EvalConfig(questions=8, max_tokens=24, seed=3, n_threads=1)
+CHAT = ChatConfig(top_k=2)  # shorter prompts keep the fixture quick
 # Retrieval must put the question's own note among the sources for most questions (measured 1.0
 # on the sample; the bar leaves room for ties in the keyword ranking).
 MIN_SOURCE_HIT = 0.6
@@ -37,7 +38,7 @@ def evaluated(tmp_path_factory):
     run_id = train_lora(ws, TrainConfig(max_steps=2, eval_steps=0, knowledge_test_size=0, save_steps=0))
     export_run(ws, run_id, ExportConfig(quant="q8_0"))
     events = []
-    result = evaluate_run(ws, run_id, SMALL, progress=events.append)
+    result = evaluate_run(ws, run_id, SMALL, progress=events.append, chat=CHAT)
     return ws, run_id, result, events
 
 
@@ -88,7 +89,7 @@ def test_same_seed_gives_the_same_numbers(evaluated):
     from rhizome.evaluate import evaluate_run
 
     ws, run_id, first, _ = evaluated
-    second = evaluate_run(ws, run_id, SMALL)
+    second = evaluate_run(ws, run_id, SMALL, chat=CHAT)
     assert _numbers(second) == _numbers(first)
     assert second["previous"] == first["stamp"] and second["compared"]
     assert all(c["change"] == 0 for entry in second["compared"] for k, c in entry["changes"].items() if k != "seconds")

@@ -82,7 +82,7 @@ def _check_memory(ws: Workspace) -> None:
 
 def _chat_config(config: EvalConfig, model: str, retrieval: bool, base: ChatConfig) -> ChatConfig:
     return base.replace(model=model, retrieval=retrieval, seed=config.seed, max_tokens=config.max_tokens,
-                        answer_mode=config.answer_mode,
+                        answer_mode=config.answer_mode, n_threads=config.n_threads or base.n_threads,
                         temperature=base.temperature if config.temperature is None else config.temperature)
 
 

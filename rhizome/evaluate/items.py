@@ -18,7 +18,9 @@ from ..workspace import UserError, Workspace, read_json, read_jsonl
 
 
 def read_examples(ws: Workspace, split: str) -> list[dict[str, Any]]:
-    path = ws.split_path(split)
+    """A split's examples; from `*_detailed.jsonl` when there, which adds each example's origin."""
+    path = ws.split_path(split, detailed=True)
+    path = path if path.is_file() else ws.split_path(split)
     if not path.is_file():
         return []
     try:
