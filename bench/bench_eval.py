@@ -34,6 +34,10 @@ VARIANTS = {
     "greedy, compact prompt": dict(temperature=0.0, prompt_layout="compact"),
     "extractive (from your notes)": dict(answer_mode="extractive"),
     "extractive, 2 sources": dict(answer_mode="extractive", top_k=2),
+    "extractive, 1 source": dict(answer_mode="extractive", top_k=1),
+    "extractive, 3 sources": dict(answer_mode="extractive", top_k=3),
+    "extractive, 2 sources of 300 chars": dict(answer_mode="extractive", top_k=2, source_chars=300),
+    "after (new defaults)": None,
 }
 
 
@@ -54,8 +58,8 @@ def main() -> None:
     for name, changes in VARIANTS.items():
         if only and name not in only:
             continue
-        settings = {**BEFORE, **changes}
-        chat = ChatConfig().replace(**{k: v for k, v in settings.items() if k != "answer_mode"})
+        settings = {**BEFORE, **changes} if changes is not None else ChatConfig().to_dict()
+        chat = ChatConfig().replace(**{k: settings[k] for k in BEFORE if k != "answer_mode"})
         config = EvalConfig(models=args.models.split(","), retrieval="on", questions=args.questions,
                             perplexity=False, max_tokens=args.max_tokens, answer_mode=settings["answer_mode"],
                             temperature=settings["temperature"], n_threads=args.threads)

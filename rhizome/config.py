@@ -171,11 +171,12 @@ class ChatConfig(StageConfig):
     """base (bundled GGUF), a run id with an export, or a path to a .gguf file."""
     retrieval: bool = True
     """Ground answers in the workspace's memory index."""
-    top_k: int = 4
-    """Retrieved chunks put into the prompt."""
+    top_k: int = 2
+    """Retrieved chunks put into the prompt (2 scored best on the eval's questions, bench/RESULTS.md)."""
     max_tokens: int = 256
     """Most tokens generated per answer."""
-    temperature: float = 0.7
+    temperature: float = 0.0
+    """0 is greedy: it scored above 0.7 on the eval's questions and answers the same way every time."""
     top_p: float = 0.9
     repeat_penalty: float = 1.1
     n_ctx: int = 2048
@@ -190,11 +191,11 @@ class ChatConfig(StageConfig):
     """CPU threads for generation (0 = all cores)."""
     max_loaded_models: int = 2
     """Engines kept loaded at once (1-2); switching model beyond that frees the least recently used."""
-    source_chars: int = 0
+    source_chars: int = 300
     """Longest text kept of each source (its sentences nearest the question); 0 keeps whole sources."""
-    prompt_layout: str = "sources_first"
+    prompt_layout: str = "compact"
     """Where the sources go in the prompt: sources_first, question_first or compact."""
-    answer_mode: str = "generate"
+    answer_mode: str = "auto"
     """generate (the model answers), extractive (quote the best sentences of the sources, cited), or
     auto (extractive when the model file is under small_model_mb, where a model cannot use its sources)."""
     small_model_mb: int = 400

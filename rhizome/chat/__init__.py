@@ -184,7 +184,9 @@ def _reply(choice: ModelChoice, question: str, hits: list[dict], config: ChatCon
     text = extract.extractive_answer(question, hits)
     if on_token is not None:
         on_token(text)
-    return Answer(text, rag.source_entries([(h, "") for h in hits]), choice.name, {**timings, "answer_mode": "extractive"})
+    spent = round(timings.get("retrieval_ms", 0) / 1000, 3)
+    return Answer(text, rag.source_entries([(h, "") for h in hits]), choice.name,
+                  {**timings, "answer_mode": "extractive", "total_s": spent})
 
 
 def compare(ws: Workspace, question: str, tuned_model: str, config: ChatConfig | None = None,
@@ -194,6 +196,8 @@ def compare(ws: Workspace, question: str, tuned_model: str, config: ChatConfig |
     `on_token(side, text)` streams both replies ("base" first, then "tuned").
     """
     config = config or ChatConfig()
+    if config.answer_mode == "auto":  # quoting the notes would make both sides the same: compare the models
+        config = config.replace(answer_mode="generate")
     question = _check_question(question)
     base, tuned = resolve_model(ws, "base"), resolve_model(ws, tuned_model)
     hits, timings = _retrieve(ws, question, config)
