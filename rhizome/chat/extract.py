@@ -80,9 +80,17 @@ def focus_sources(hits: list[dict[str, Any]], question: str, chars: int) -> list
     return [{**h, "text": focus_source(question, str(h.get("text", "")), chars)} for h in hits]
 
 
+def _restates(sentence: str, asked: set[str]) -> bool:
+    """A question, or a sentence saying nothing the question did not (memory holds the person's own
+    questions too, and quoting one back answers nothing)."""
+    return sentence.rstrip().endswith("?") or set(content_terms(sentence)) <= asked
+
+
 def extractive_answer(question: str, hits: list[dict[str, Any]]) -> str:
     """The best sentences of the sources for the question, each cited as [n] (n = hit's number)."""
-    pool = [(n, i, s) for n, hit in enumerate(hits, 1) for i, s in enumerate(sentences(str(hit.get("text", ""))))]
+    asked = set(content_terms(question))
+    pool = [(n, i, s) for n, hit in enumerate(hits, 1) for i, s in enumerate(sentences(str(hit.get("text", ""))))
+            if not _restates(s, asked)]
     if not pool:
         return ""
     scores = _scores(question, [s for _, _, s in pool])

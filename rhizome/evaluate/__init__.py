@@ -98,7 +98,8 @@ def _answer_all(ws: Workspace, rows: list[dict[str, Any]], questions: list[dict]
         for item in questions:
             got = answer(ws, item["question"], settings)
             row["answers"].append({"id": item["id"], "answer": got.answer, "sources": got.sources,
-                                   "seconds": got.timings.get("total_s"), "tokens": got.timings.get("completion_tokens")})
+                                   "seconds": got.timings.get("total_s"),
+                                   "tokens": got.timings.get("completion_tokens")})
             done += 1
             emit(progress, "answers", done, total, message=row["label"])
 
@@ -166,7 +167,7 @@ def evaluate_run(ws: Workspace, run_id: str, config: EvalConfig | None = None,
         raise UserError(f"nothing to ask: {ws.split_path('test')} has no question/answer examples")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    perplexity = items_perplexity(ws, run_id, test, config, progress)
+    perplexity = _perplexity(ws, run_id, test, config, progress)
     timings["perplexity_s"] = round(time.perf_counter() - clock, 2)
     rows = [{"label": label, "spec": spec, "retrieval": r} for label, spec in specs for r in settings]
     clock = time.perf_counter()
@@ -184,7 +185,7 @@ def evaluate_run(ws: Workspace, run_id: str, config: EvalConfig | None = None,
     return save_eval(ws, run_id, result)
 
 
-def items_perplexity(ws: Workspace, run_id: str, test: list[dict], config: EvalConfig,
+def _perplexity(ws: Workspace, run_id: str, test: list[dict], config: EvalConfig,
                      progress: ProgressFn | None) -> dict[str, Any] | None:
     if not config.perplexity:
         return None

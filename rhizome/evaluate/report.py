@@ -146,10 +146,10 @@ def _style_lines(result: dict[str, Any]) -> list[str]:
 
 def render_markdown(result: dict[str, Any]) -> str:
     cfg = result.get("config", {})
+    held = sum(q.get("held_out", False) for q in result["questions"])
     lines = [f"# Eval of run {result['run_id']} ({result.get('stamp', '')})", "",
-             f"{len(result['questions'])} questions about the person's notes and conversations ({sum(q.get('held_out', False) for q in result['questions'])} "
-             f"held out), seed {cfg.get('seed')}, "
-             f"answer mode {cfg.get('answer_mode')}, {result['timings'].get('total_s')} s.", "",
+             f"{len(result['questions'])} questions about the person's notes and conversations ({held} held out), "
+             f"seed {cfg.get('seed')}, answer mode {cfg.get('answer_mode')}, {result['timings'].get('total_s')} s.", "",
              "## Questions", "", *_md_table(summary_table(result)), "",
              "score = mean of key-term recall and embedding similarity to the reference; source_hit_rate = the "
              "question's note was among the sources; hit_and_cited_rate = and the answer cites it.", "",

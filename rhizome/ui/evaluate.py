@@ -105,9 +105,11 @@ def view(ctx: Context, result: dict[str, Any]) -> tuple:
     keep = [0] + [table[0].index(k) for k in TABLE_KEYS] + [len(table[0]) - 1]
     rows = [[_round(line[i]) for i in keep] for line in table[1:]]
     themes = sorted({t for r in result["rows"] for t in r.get("per_theme", {})})
-    bars = charts.eval_theme_bars(themes, {row_name(r): [r["per_theme"].get(t) for t in themes] for r in result["rows"]})
+    per_row = {row_name(r): [r["per_theme"].get(t) for t in themes] for r in result["rows"]}
+    bars = charts.eval_theme_bars(themes, per_row)
     vs = [r for r in result["rows"] if r.get("vs_base")]
-    wins = charts.eval_win_loss([row_name(r) for r in vs], *[[r["vs_base"][k] for r in vs] for k in ("wins", "losses", "ties")])
+    counts = [[r["vs_base"][k] for r in vs] for k in ("wins", "losses", "ties")]
+    wins = charts.eval_win_loss([row_name(r) for r in vs], *counts)
     stamps = list_evals(ctx.ws, result["run_id"])
     status = notice(f"Eval <b>{esc(result.get('stamp'))}</b> of run <b>{esc(result['run_id'])}</b>: "
                     f"{len(result['questions'])} questions, {result['timings'].get('total_s')} s. "
@@ -132,8 +134,8 @@ def _details(result: dict[str, Any]) -> str:
         if row.get("style"):
             s = row["style"]
             parts.append(f"<p><b>Style, {esc(row_name(row))}</b> (answers to your conversation prompts): similarity "
-                         f"to your replies {esc(s.get('style'))}, {esc(s.get('words'))} words on average, refusals "
-                         f"{esc(s.get('refusal_rate'))}.</p>")
+                         f"to your replies {esc(_round(s.get('style')))}, {esc(_round(s.get('words')))} words on "
+                         f"average, refusals {esc(_round(s.get('refusal_rate')))}.</p>")
     for entry in result.get("compared") or []:
         change = entry["changes"].get("score")
         if change:
