@@ -143,3 +143,18 @@ def test_bad_evals_are_clear_user_errors(evaluated, tmp_path):
     empty.run_dir("r1").mkdir(parents=True)
     out = run_cli("eval", "--workspace", str(empty.root), "--run", "r1")
     assert out.returncode == 2 and "no held-out test split" in out.stderr
+
+
+def test_extractive_answer_picks_the_answering_sentence_and_never_the_question():
+    from rhizome.chat.extract import extractive_answer, focus_source
+
+    question = "How often should I feed my sourdough starter?"
+    hits = [{"text": "How often should I feed my sourdough starter?"},
+            {"text": "Bread is nice. Feed the sourdough starter twice a day with rye flour and water. "
+                     "Grey herons nest in tall trees near the river."}]
+    text = extractive_answer(question, hits)
+    assert text.startswith("From your notes:") and "Feed the sourdough starter twice a day" in text
+    assert "[2]" in text and "[1]" not in text  # the question itself is never quoted
+    assert extractive_answer(question, hits[:1]) == ""  # nothing to quote: the model answers instead
+    focused = focus_source(question, hits[1]["text"], 80)
+    assert "Feed the sourdough starter" in focused and "herons" not in focused

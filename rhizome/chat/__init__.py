@@ -179,9 +179,10 @@ def _reply(choice: ModelChoice, question: str, hits: list[dict], config: ChatCon
            on_token: Callable[[str], None] | None, timings: dict[str, Any]) -> Answer:
     """Quote the sources (ChatConfig.answer_mode, see chat.extract) or let the model answer."""
     hits = extract.focus_sources(hits, question, config.source_chars)
-    if not extract.wants_extractive(config.answer_mode, choice.path, choice.lora_path, config.small_model_mb, hits):
+    wanted = extract.wants_extractive(config.answer_mode, choice.path, choice.lora_path, config.small_model_mb, hits)
+    text = extract.extractive_answer(question, hits) if wanted else ""
+    if not text:  # generation asked for, or no sentence of the sources to quote
         return _respond(choice, question, hits, config, on_token, timings)
-    text = extract.extractive_answer(question, hits)
     if on_token is not None:
         on_token(text)
     spent = round(timings.get("retrieval_ms", 0) / 1000, 3)

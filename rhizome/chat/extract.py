@@ -4,6 +4,8 @@ A 135M model given four retrieved notes mostly ignores them (or loops on a times
 notes already hold the answer. `extractive_answer` scores every sentence of the retrieved
 sources by the question's words it contains (rarer words count more, IDF over those sentences)
 and returns the best few, each with the number of its source, under "From your notes:".
+Questions and sentences that only restate the question are never quoted (memory holds the
+person's own questions too); when nothing is left to quote the model answers instead.
 `focus_source` shortens a long source to its sentences nearest the question, in their order,
 so a small context holds more sources (ChatConfig.source_chars).
 """
