@@ -1,4 +1,4 @@
-"""The command line: `python -m rhizome ingest | build | train | export | chat | demo`.
+"""The command line: `python -m rhizome ingest | build | train | export | chat | eval | demo`.
 
 Each command turns flags into the stage's config, makes one core call and prints the result.
 Exit status: 0 success, 2 user error (bad input, missing file, bad flag), 1 unexpected failure.
@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from .cli_options import add_config_flags, config_from_args
-from .config import BuildConfig, ChatConfig, ExportConfig, IngestConfig, TrainConfig, train_defaults
+from .config import BuildConfig, ChatConfig, EvalConfig, ExportConfig, IngestConfig, TrainConfig, train_defaults
 from .events import ConsoleProgress
 from .workspace import UserError, Workspace
 
@@ -101,6 +101,32 @@ def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, ws: Workspace) -> int:
+    from .evaluate import evaluate_run
+    from .evaluate.report import summary_table
+
+    config = config_from_args(EvalConfig, args)
+    result = _with_progress(lambda p: evaluate_run(ws, args.run, config, progress=p))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    table = summary_table(result)
+    keys = ["model", "score", "term_recall", "similarity", "source_hit_rate", "hit_and_cited_rate", "style", "words"]
+    cols = [table[0].index(k) for k in keys] + [len(table[0]) - 1]
+    for line in table:
+        print("  ".join(_fmt_cell(line[c]).ljust(24 if c == 0 else 10) for c in cols))
+    ppl = result.get("perplexity")
+    if ppl:
+        print(f"held-out perplexity: base {ppl['base']['perplexity']}, tuned {ppl['tuned']['perplexity']} "
+              f"(reduction {ppl['reduction']})")
+    print(f"eval {result['stamp']} in {result['folder']} ({result['timings']['total_s']} s)")
+    return 0
+
+
+def _fmt_cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def cmd_demo(args: argparse.Namespace, ws: Workspace) -> int:
     """Every stage on the bundled sample data with small settings."""
     from .chat import answer
@@ -163,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speak", metavar="OUT.wav", help="also speak the answer into this WAV file")
     add_config_flags(p, ChatConfig)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("eval", parents=[common], help="base vs tuned on the held-out material, with and without retrieval")
+    p.add_argument("--run", required=True, help="run id (see runs/); its export answers as the tuned model")
+    p.add_argument("--json", action="store_true", help="print the whole result (rows, answers, scores) as JSON")
+    add_config_flags(p, EvalConfig)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", parents=[common], help="run every stage on the bundled sample data")
     p.add_argument("--steps", type=int, default=TrainConfig.max_steps, help="training steps")

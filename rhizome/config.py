@@ -15,6 +15,8 @@ import yaml
 from .workspace import UserError, write_text
 
 C = TypeVar("C", bound="StageConfig")
+PROMPT_LAYOUTS = ("sources_first", "question_first", "compact")
+ANSWER_MODES = ("generate", "extractive", "auto")
 
 
 class StageConfig:
@@ -169,11 +171,12 @@ class ChatConfig(StageConfig):
     """base (bundled GGUF), a run id with an export, or a path to a .gguf file."""
     retrieval: bool = True
     """Ground answers in the workspace's memory index."""
-    top_k: int = 4
-    """Retrieved chunks put into the prompt."""
+    top_k: int = 2
+    """Retrieved chunks put into the prompt (2 scored best on the eval's questions, bench/RESULTS.md)."""
     max_tokens: int = 256
     """Most tokens generated per answer."""
-    temperature: float = 0.7
+    temperature: float = 0.0
+    """0 is greedy: it scored above 0.7 on the eval's questions and answers the same way every time."""
     top_p: float = 0.9
     repeat_penalty: float = 1.1
     n_ctx: int = 2048
@@ -188,8 +191,23 @@ class ChatConfig(StageConfig):
     """CPU threads for generation (0 = the physical cores free right now, chosen per answer)."""
     max_loaded_models: int = 2
     """Engines kept loaded at once (1-2); switching model beyond that frees the least recently used."""
+    source_chars: int = 300
+    """Longest text kept of each source (its sentences nearest the question); 0 keeps whole sources."""
+    prompt_layout: str = "compact"
+    """Where the sources go in the prompt: sources_first, question_first or compact."""
+    answer_mode: str = "auto"
+    """generate (the model answers), extractive (quote the best sentences of the sources, cited), or
+    auto (extractive when the model file is under small_model_mb, where a model cannot use its sources)."""
+    small_model_mb: int = 400
+    """answer_mode auto treats a GGUF smaller than this as too small to answer from its sources."""
 
     def __post_init__(self) -> None:
+        if self.prompt_layout not in PROMPT_LAYOUTS:
+            raise UserError(f"prompt_layout must be one of {', '.join(PROMPT_LAYOUTS)}, not {self.prompt_layout!r}")
+        if self.answer_mode not in ANSWER_MODES:
+            raise UserError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, not {self.answer_mode!r}")
+        if self.source_chars < 0 or self.small_model_mb < 0:
+            raise UserError("source_chars and small_model_mb must be >= 0")
         _check_range("temperature", self.temperature, 0.0, 5.0)
         _check_range("top_p", self.top_p, 0.0, 1.0)
         _check_range("min_p", self.min_p, 0.0, 1.0)
@@ -341,3 +359,37 @@ class ExportConfig(StageConfig):
             raise UserError("threads must be >= 0 (0 = all cores)")
         if self.quant not in ("f16", "q8_0", "q4_k_m"):
             raise UserError(f"quant must be f16, q8_0 or q4_k_m, not {self.quant!r}")
+
+
+@dataclass
+class EvalConfig(StageConfig):
+    """What an evaluation of a run measures (saved with its results in `runs/<id>/eval/<stamp>/`)."""
+
+    models: list[str] = field(default_factory=list)
+    """Models compared: base, a run id (its export), RUN:q8_0 or RUN:lora, a .gguf path; empty = base and the run."""
+    retrieval: str = "both"
+    """Answer the document questions with retrieval on, off, or both (one row per model and setting)."""
+    questions: int = 50
+    """Questions asked: the held-out test split's first, then other chunks of the notes, then training examples."""
+    perplexity: bool = True
+    """Held-out perplexity of the person's replies, base vs the run's adapter (transformers)."""
+    seed: int = 0
+    """Seed of the question sample and of llama.cpp's sampler: the same seed gives the same numbers."""
+    max_tokens: int = 96
+    """Most tokens per answer."""
+    answer_mode: str = "generate"
+    """How the models answer (see the chat's answer_mode); generate measures the models themselves."""
+    temperature: float | None = None
+    """Sampling temperature; None keeps the chat's default."""
+    n_threads: int = 0
+    """CPU threads for generation (0 keeps the chat's setting; 1 avoids llama.cpp's spinning threads on a busy machine)."""
+
+    def __post_init__(self) -> None:
+        if self.retrieval not in ("on", "off", "both"):
+            raise UserError(f"retrieval must be on, off or both, not {self.retrieval!r}")
+        if self.answer_mode not in ANSWER_MODES:
+            raise UserError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, not {self.answer_mode!r}")
+        if self.questions < 1 or self.max_tokens < 1:
+            raise UserError("questions and max_tokens must be >= 1")
+        if self.temperature is not None:
+            _check_range("temperature", self.temperature, 0.0, 5.0)

@@ -62,7 +62,7 @@ def test_sampling_settings_are_applied(ws):
 @pytest.mark.slow
 def test_retrieval_puts_cited_sources_in_the_answer(ws):
     _build_memory(ws, DOCS)
-    config = ChatConfig(temperature=0.0, max_tokens=32, top_k=2)
+    config = ChatConfig(temperature=0.0, max_tokens=32, top_k=2, answer_mode="generate", source_chars=0)
     result = answer(ws, "How often should I feed my sourdough starter?", config)
     assert result.answer
     assert result.sources[0]["citation"] == "baking.pdf p.3" and result.sources[0]["n"] == 1
@@ -77,7 +77,7 @@ def test_retrieval_fits_sources_into_a_small_context(ws):
     long_docs = [(f"Chapter {i}: " + " ".join(["sourdough starter feeding rye flour water warmth"] * 40),
                   f"Book {i}", "pdf", f"book.pdf p.{i}") for i in range(1, 5)]
     _build_memory(ws, long_docs)
-    config = ChatConfig(temperature=0.0, max_tokens=64, top_k=4, n_ctx=512)
+    config = ChatConfig(temperature=0.0, max_tokens=64, top_k=4, n_ctx=512, answer_mode="generate", source_chars=0)
     result = answer(ws, "How do I feed a sourdough starter?", config)
     assert 1 <= len(result.sources) < 4  # four ~330-token chunks cannot all fit in 512 tokens
     assert result.timings["prompt_tokens"] + config.max_tokens <= 512

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["ingest", "build", "train", "export", "chat", "demo"]
+COMMANDS = ["ingest", "build", "train", "export", "chat", "eval", "demo"]
 
 
 def run_cli(*args, cwd=None, timeout=900):

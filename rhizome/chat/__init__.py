@@ -17,7 +17,7 @@ from ..config import ChatConfig
 from ..cpu import interactive_threads, other_load, prompt_threads
 from ..models import bundled_gguf_path
 from ..workspace import UserError, Workspace, read_json
-from . import rag
+from . import extract, rag
 
 __all__ = ["Answer", "answer", "compare", "list_models", "resolve_model"]
 
@@ -123,7 +123,8 @@ def _prepare(engine: Any, question: str, hits: list[dict],
     budget = engine.n_ctx - len(bare) - max_tokens - 48
     chosen = rag.fit_sources(hits, budget, engine.count_tokens) if hits else []
     while True:
-        tokens, stops = engine.prompt_tokens(_messages(config, rag.user_message(question, [b for _, b in chosen])))
+        tokens, stops = engine.prompt_tokens(_messages(config, rag.user_message(question, [b for _, b in chosen],
+                                                                                config.prompt_layout)))
         if len(tokens) + max_tokens <= engine.n_ctx or not chosen:
             return tokens, stops, chosen, min(max_tokens, engine.n_ctx - len(tokens))
         chosen = chosen[:-1]  # the estimate was short: drop the weakest source and re-measure
@@ -174,7 +175,22 @@ def answer(ws: Workspace, question: str, config: ChatConfig | None = None,
     question = _check_question(question)
     choice = resolve_model(ws, config.model)
     hits, timings = _retrieve(ws, question, config)
-    return _respond(choice, question, hits, config, on_token, timings)
+    return _reply(choice, question, hits, config, on_token, timings)
+
+
+def _reply(choice: ModelChoice, question: str, hits: list[dict], config: ChatConfig,
+           on_token: Callable[[str], None] | None, timings: dict[str, Any]) -> Answer:
+    """Quote the sources (ChatConfig.answer_mode, see chat.extract) or let the model answer."""
+    hits = extract.focus_sources(hits, question, config.source_chars)
+    wanted = extract.wants_extractive(config.answer_mode, choice.path, choice.lora_path, config.small_model_mb, hits)
+    text = extract.extractive_answer(question, hits) if wanted else ""
+    if not text:  # generation asked for, or no sentence of the sources to quote
+        return _respond(choice, question, hits, config, on_token, timings)
+    if on_token is not None:
+        on_token(text)
+    spent = round(timings.get("retrieval_ms", 0) / 1000, 3)
+    return Answer(text, rag.source_entries([(h, "") for h in hits]), choice.name,
+                  {**timings, "answer_mode": "extractive", "total_s": spent})
 
 
 def compare(ws: Workspace, question: str, tuned_model: str, config: ChatConfig | None = None,
@@ -184,9 +200,11 @@ def compare(ws: Workspace, question: str, tuned_model: str, config: ChatConfig |
     `on_token(side, text)` streams both replies ("base" first, then "tuned").
     """
     config = config or ChatConfig()
+    if config.answer_mode == "auto":  # quoting the notes would make both sides the same: compare the models
+        config = config.replace(answer_mode="generate")
     question = _check_question(question)
     base, tuned = resolve_model(ws, "base"), resolve_model(ws, tuned_model)
     hits, timings = _retrieve(ws, question, config)
     stream = (lambda side: (lambda text: on_token(side, text))) if on_token else (lambda side: None)
-    return {"base": _respond(base, question, hits, config, stream("base"), dict(timings)),
-            "tuned": _respond(tuned, question, hits, config, stream("tuned"), dict(timings))}
+    return {"base": _reply(base, question, hits, config, stream("base"), dict(timings)),
+            "tuned": _reply(tuned, question, hits, config, stream("tuned"), dict(timings))}

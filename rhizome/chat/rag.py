@@ -80,11 +80,21 @@ def _cut_to_fit(number: int, hit: dict[str, Any], room: int, count_tokens: Calla
     return None
 
 
-def user_message(question: str, blocks: list[str]) -> str:
-    """The user turn: numbered sources first (when any), then the question."""
+def user_message(question: str, blocks: list[str], layout: str = "sources_first") -> str:
+    """The user turn with numbered sources (when any), laid out as ChatConfig.prompt_layout says.
+
+    sources_first: sources, instructions, then the question (the question sits nearest the
+    answer). question_first: the question, then the sources. compact: sources and the question
+    with a one-line instruction (fewer tokens for a small model to get lost in).
+    """
     if not blocks:
         return question
     sources = "\n\n".join(blocks)
+    if layout == "question_first":
+        return (f"Question: {question}\n\nSources:\n{sources}\n\nAnswer the question from the sources above "
+                f"and cite them by number like [1].")
+    if layout == "compact":
+        return f"{sources}\n\nAnswer from the notes above, citing [1]: {question}"
     return (f"Sources:\n{sources}\n\nUsing the sources above where they help, answer the question and cite "
             f"sources by number like [1].\nQuestion: {question}")
 

@@ -1,4 +1,4 @@
-"""The Gradio app: one tab per stage over the `rhizome` core (Data, Themes & IPF, Train, Chat, Export).
+"""The Gradio app: one tab per stage over the `rhizome` core (Data, Themes & IPF, Train, Chat, Export, Eval).
 
 `build_app(workspace)` returns the Blocks without launching it; `app.py` launches it with
 `THEME`/`CSS`. Each tab module has `build(ctx)`; this module only lays the tabs out and wires
@@ -15,11 +15,11 @@ from typing import Any
 import gradio as gr
 
 from ..workspace import Workspace
-from . import api, chat, data, export, themes, train, train_view
+from . import api, chat, data, evaluate, export, themes, train, train_view
 from .common import CSS, Context, guard, header_html, notice, pipeline_html, theme
 
 TABS = [("data", "Data", data), ("themes", "Themes & IPF", themes), ("train", "Train", train),
-        ("chat", "Chat", chat), ("export", "Export", export)]
+        ("chat", "Chat", chat), ("export", "Export", export), ("eval", "Eval", evaluate)]
 __all__ = ["build_app", "Context", "CSS", "theme", "upload_dir"]
 
 
@@ -63,6 +63,8 @@ def _wire(ctx: Context, demo: gr.Blocks, ui: SimpleNamespace) -> None:
         dep.success(refresh_strip, None, [strip]).then(themes_ui.refresh_fn, None, themes_ui.outputs)
     ui.themes_tab.select(themes_ui.refresh_fn, None, themes_ui.outputs)
     ui.export_tab.select(guard(lambda r: export.run_picker(ctx, r)), [export_ui.run], [export_ui.run])
+    ui.eval_tab.select(guard(lambda r: gr.Dropdown(choices=evaluate.runs(ctx), value=r if r in evaluate.runs(ctx) else
+                                                   next(iter(evaluate.runs(ctx)), None))), [ui.eval.run], [ui.eval.run])
     train_ui.started.success(refresh_strip, None, [strip])
     export_ui.done.success(refresh_strip, None, [strip]).then(
         guard(lambda m: gr.Dropdown(choices=chat_ui.choices_fn(), value=m)), [chat_ui.model], [chat_ui.model])

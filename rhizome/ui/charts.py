@@ -99,3 +99,27 @@ def training_curves(events: list[dict[str, Any]], title: str = "") -> go.Figure:
     fig.update_layout(legend=dict(orientation="h", y=-0.12, x=0.5, xanchor="center", yanchor="top"),
                       margin=dict(l=10, r=10, t=48, b=70))
     return fig
+
+
+def eval_theme_bars(themes: list[str], rows: dict[str, list[float | None]]) -> go.Figure:
+    """Eval tab: mean document-question score per theme, one bar per model row."""
+    if not themes or not rows:
+        return empty("Score per theme")
+    colors = [SLATE, GREEN, SKY, TEAL, AMBER, ROSE]
+    fig = go.Figure([go.Bar(y=themes, x=[v if v is not None else 0 for v in values], orientation="h", name=name,
+                            marker_color=colors[i % len(colors)]) for i, (name, values) in enumerate(rows.items())])
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(range=[0, 1], title="score (0-1)")
+    return _layout(fig, "Score per theme", height=max(320, 22 * len(themes) * max(1, len(rows)) // 2 + 110),
+                   barmode="group")
+
+
+def eval_win_loss(names: list[str], wins: list[int], losses: list[int], ties: list[int]) -> go.Figure:
+    """Eval tab: questions each model answered better / worse / as well as the base."""
+    if not names:
+        return empty("Wins and losses vs base")
+    fig = go.Figure([go.Bar(y=names, x=wins, orientation="h", name="better", marker_color=GREEN),
+                     go.Bar(y=names, x=ties, orientation="h", name="tie", marker_color=SLATE),
+                     go.Bar(y=names, x=losses, orientation="h", name="worse", marker_color=ROSE)])
+    fig.update_xaxes(title="questions")
+    return _layout(fig, "Wins and losses vs base", height=max(220, 48 * len(names) + 110), barmode="stack")
