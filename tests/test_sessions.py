@@ -50,6 +50,7 @@ def _cli(ws, *args, check=True):
     return proc
 
 
+@pytest.mark.slow
 def test_second_turn_sees_the_first(ws):
     first = answer(ws, "My cat is called Tibbles.", QUIET, session="pets")
     assert first.history_turns == 0 and first.session == "pets" and first.saved
@@ -65,6 +66,7 @@ def test_second_turn_sees_the_first(ws):
     assert [t.question for t in SessionStore(ws).turns("pets")] == ["My cat is called Tibbles.", "What is my cat called?"]
 
 
+@pytest.mark.slow
 def test_too_long_history_drops_the_oldest_turns_first(ws):
     store = SessionStore(ws)
     store.open("long")
@@ -93,6 +95,7 @@ def test_fit_history_keeps_newest_whole_turns():
     assert fit_history(turns, 3, count) == []
 
 
+@pytest.mark.slow
 def test_exchange_joins_memory_leaves_with_its_session_and_private_never_joins(ws):
     _memory(ws)
     answer(ws, FACT, QUIET, session="gym")
@@ -113,6 +116,7 @@ def test_exchange_joins_memory_leaves_with_its_session_and_private_never_joins(w
     assert len(SessionStore(ws).turns("secret")) == 1  # private still keeps the conversation itself
 
 
+@pytest.mark.slow
 def test_going_private_takes_a_session_out_of_memory(ws):
     _memory(ws)
     answer(ws, FACT, QUIET, session="gym")
@@ -121,6 +125,7 @@ def test_going_private_takes_a_session_out_of_memory(ws):
     assert not any("4812" in h["text"] for h in rag.retrieve(ws, ASK_FACT, 10)[0])
 
 
+@pytest.mark.slow
 def test_sessions_survive_a_new_process_and_cli_lists_shows_deletes(ws):
     out = json.loads(_cli(ws, "chat", "--session", "trip", "Where is Lisbon?", "--no-retrieval", "--max-tokens", "6",
                           "--temperature", "0", "--json", "--private").stdout)
@@ -156,6 +161,7 @@ answer(ws, "Write a very long story about the sea.", cfg.replace(max_tokens=400)
 """
 
 
+@pytest.mark.slow
 def test_process_killed_mid_answer_keeps_every_completed_turn(ws):
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(ws.root)], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
@@ -260,6 +266,7 @@ def test_two_writers_on_one_session_lose_and_double_nothing(ws):
     assert len(store.turns("shared")) == 30
 
 
+@pytest.mark.slow
 def test_deleting_a_session_while_it_streams(ws):
     _memory(ws)
     answer(ws, FACT, QUIET, session="doomed")
