@@ -35,7 +35,7 @@ BURNER = ("import torch, time\ntorch.set_num_threads({threads})\na = torch.randn
 def chat_round(ws: Workspace, threads: int = 0) -> dict:
     from rhizome.chat import answer
 
-    t = answer(ws, QUESTION, ChatConfig(max_tokens=64, temperature=0.0, n_threads=threads)).timings
+    t = answer(ws, QUESTION, ChatConfig(max_tokens=64, temperature=0.0, n_threads=threads, answer_mode="generate")).timings
     return {"tokens_per_s": t["tokens_per_s"], "first_token_s": t["first_token_s"],
             "threads": threads or cpu.interactive_threads(other=0.0)}
 

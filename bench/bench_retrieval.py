@@ -9,6 +9,12 @@ the vector distribution realistic while sparing hours of CPU embedding. Above `H
 chunks the index is an HNSW graph, whose recall@20 against brute force is reported. Times
 `Memory.search_vector` (search only: vector + FTS5 + RRF + metadata fetch, the query vector
 precomputed) and, separately, `Memory.embed_query`.
+
+    python bench/bench_retrieval.py --chunks 100000 --queries 500 --conversations 300
+
+also adds that many chat exchanges one at a time, the way a chat session does (embed the
+exchange, one SQLite transaction, the live FAISS index), timing each add, then times hybrid
+search again with the conversation chunks mixed in (issue 12: add <= 50 ms, p95 <= 20 ms).
 """
 from __future__ import annotations
 
@@ -104,6 +110,49 @@ def vector_recall(memory, vecs: np.ndarray, qvecs: np.ndarray, depth: int) -> fl
     return float(np.mean([len(f & set(e.tolist())) / depth for f, e in zip(found, exact)]))
 
 
+def bench_conversations(ws: Workspace, memory, pairs: list, args) -> dict:
+    """Add exchanges one at a time through the chat's own path, then search with them mixed in."""
+    from types import SimpleNamespace
+
+    from rhizome.chat.history import remember
+    from rhizome.chat.sessions import Turn
+
+    rng = random.Random(args.seed + 2)
+    session = SimpleNamespace(id=1, name="bench", title="bench chat", created=time.time())
+    turns = [Turn(fill(rng, rng.choice(QUESTIONS), t), reply(rng, t), question_id=i)
+             for i, t in enumerate(rng.choice(list(TOPICS)) for _ in range(args.conversations))]
+    remember(ws, session, turns[0])  # warm-up: the live index file and its first vector
+    adds = time_calls(lambda t: remember(ws, session, t), turns[1:], clock=time.process_time)
+    live = memory.live
+    vec = np.ones((1, memory.meta["dim"]), np.float32) / np.sqrt(memory.meta["dim"])
+    store_only = time_calls(lambda i: live.add([{"text": f"x {i}"}], vec, owner="timing", embedder="bench"),
+                            range(100), clock=time.process_time)
+    live.remove("timing")
+    for q, v in pairs[:20]:
+        memory.search_vector(v, args.k, q)
+    return {"added": len(turns), "memory_chunks": len(memory),
+            "add_exchange": percentiles(adds), "add_without_embedding": percentiles(store_only),
+            "hybrid_search": percentiles(time_calls(lambda p: memory.search_vector(p[1], args.k, p[0]), pairs)),
+            "conversation_hits_in_top_k": sum(any(h["kind"] == "conversation" for h in memory.search_vector(
+                p[1], args.k, p[0])) for p in pairs[:100])}
+
+
+def reuse(out: Path, args) -> None:
+    """Conversation timings on an existing benchmark memory (no rebuild, no recall)."""
+    ws = Workspace(out)
+    memory = open_memory(ws)
+    entries = chunk_texts(2000, args.seed, rare_words(1000, args.seed))  # only the queries' style matters
+    queries = make_queries(args.queries, args.seed + 1, entries)
+    memory.embed_query(queries[0])
+    pairs = [(q, memory.embed_query(q)) for q in queries]
+    results = {"date": time.strftime("%Y-%m-%d"), "built_chunks": int(memory.index.ntotal),
+               "index": memory.meta["index"], "query_embedding": percentiles(
+                   time_calls(memory.embed_query, queries[:100], clock=time.process_time)),
+               "conversations": bench_conversations(ws, memory, pairs, args)}
+    write_json(out.parent / "retrieval_conversations.json", results)
+    print(json.dumps(results, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="retrieval latency benchmark")
     ap.add_argument("--chunks", type=int, default=100_000)
@@ -111,9 +160,14 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--conversations", type=int, default=0, help="chat exchanges added one by one after the build")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "retrieval"))
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --conversations: time only the adds and the mixed search on the memory left in --out")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.reuse:
+        return reuse(out, args)
     shutil.rmtree(out, ignore_errors=True)
     ws = Workspace(out).ensure()
     entries = chunk_texts(args.chunks, args.seed, rare_words(max(1000, args.chunks // 2), args.seed))
@@ -140,6 +194,8 @@ def main() -> None:
         "vector_recall_at_20": vector_recall(memory, vecs, np.array(qvecs), 20),
         "example": {"query": queries[0], "top": [h["citation"] for h in memory.search_vector(qvecs[0], args.k, queries[0])]},
     }
+    if args.conversations:
+        results["conversations"] = bench_conversations(ws, memory, pairs, args)
     write_json(out.parent / "retrieval_results.json", results)
     print(json.dumps(results, indent=2))
 

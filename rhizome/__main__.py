@@ -1,4 +1,4 @@
-"""The command line: `python -m rhizome ingest | build | train | export | chat | eval | demo`.
+"""The command line: `python -m rhizome ingest | build | train | export | chat | sessions | eval | demo`.
 
 Each command turns flags into the stage's config, makes one core call and prints the result.
 Exit status: 0 success, 2 user error (bad input, missing file, bad flag), 1 unexpected failure.
@@ -83,10 +83,18 @@ def cmd_chat(args: argparse.Namespace, ws: Workspace) -> int:
         raise UserError("give a question, or --audio FILE with a spoken one"
                         + (" (nothing was heard in the recording)" if heard else ""))
     config = config_from_args(ChatConfig, args)
+    if args.session and (args.private or args.persona is not None):
+        from .chat.history import update_session
+
+        update_session(ws, args.session, persona=args.persona, private=args.private or None)
+    elif args.private or args.persona is not None:
+        raise UserError("--private and --persona belong to a session: add --session NAME")
     stream = None if args.json else (lambda tok: print(tok, end="", flush=True))
-    result = answer(ws, question, config, on_token=stream)
+    result = answer(ws, question, config, on_token=stream, session=args.session)
     if not args.json:
         print()
+        if args.session and not result.saved:
+            print(f"(session {args.session!r} was deleted while answering: this answer was not saved)", file=sys.stderr)
         for i, source in enumerate(result.sources, 1):
             print(f"[{i}] {source.get('citation') or source.get('title')}")
     if args.speak:
@@ -125,6 +133,42 @@ def cmd_eval(args: argparse.Namespace, ws: Workspace) -> int:
 
 def _fmt_cell(value) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def cmd_sessions(args: argparse.Namespace, ws: Workspace) -> int:
+    """List sessions, or show / delete / rename / set one."""
+    from .chat.history import delete_session, update_session
+    from .chat.sessions import SessionStore
+
+    store = SessionStore(ws)
+    action, names = args.action, args.names
+    if action == "list":
+        for s in store.list():
+            flags = "".join(f" [{f}]" for f, on in (("private", s.private), ("train", s.train)) if on)
+            print(f"{s.name:<24} {time.strftime('%Y-%m-%d %H:%M', time.localtime(s.updated))}  "
+                  f"{s.turns:>3} turns  {s.title}{flags}")
+        return 0
+    need = {"show": 1, "delete": 1, "rename": 2, "set": 1}[action]
+    if len(names) != need:
+        raise UserError(f"`sessions {action}` takes {need} name{'s' if need > 1 else ''}")
+    if action == "show":
+        session = store.require(names[0])
+        if args.json:
+            print(json.dumps({**session.to_dict(), "messages": store.messages(session.name)}, ensure_ascii=False, indent=2))
+            return 0
+        print(f"# {session.name}: {session.title}" + (f"\npersona: {session.persona}" if session.persona else ""))
+        for m in store.messages(session.name):
+            print(f"\n[{m['role']}] {m['content']}")
+        return 0
+    if action == "delete":
+        gone = delete_session(ws, names[0])
+        print(f"deleted session {gone.name!r} ({gone.turns} turns) and its memory")
+    elif action == "rename":
+        print(f"renamed to {store.rename(names[0], names[1]).name!r}")
+    else:
+        s = update_session(ws, store.require(names[0]).name, args.persona, args.private, args.train)
+        print(f"{s.name}: private={s.private} train={s.train} persona={s.persona!r}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, ws: Workspace) -> int:
@@ -187,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"answer", "sources", "model", "timings"}')
     p.add_argument("--audio", help="a spoken question (WAV); transcribed offline")
     p.add_argument("--speak", metavar="OUT.wav", help="also speak the answer into this WAV file")
+    p.add_argument("--session", help="continue (or start) this named conversation; it is saved")
+    p.add_argument("--private", action="store_true", help="with --session: never add it to the memory")
+    p.add_argument("--persona", help="with --session: its system prompt, saved with it")
     add_config_flags(p, ChatConfig)
     p.set_defaults(func=cmd_chat)
 
@@ -195,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result (rows, answers, scores) as JSON")
     add_config_flags(p, EvalConfig)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("sessions", parents=[common], help="list, show, delete, rename or set chat sessions")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "delete", "rename", "set"])
+    p.add_argument("names", nargs="*", help="the session (rename: old and new name)")
+    p.add_argument("--json", action="store_true", help="show: print the session as JSON")
+    p.add_argument("--persona", help="set: the session's system prompt ('' clears it)")
+    p.add_argument("--private", action=argparse.BooleanOptionalAction, default=None,
+                   help="set: never add this session to the memory")
+    p.add_argument("--train", action=argparse.BooleanOptionalAction, default=None,
+                   help="set: include this session in the next build's training data")
+    p.set_defaults(func=cmd_sessions)
 
     p = sub.add_parser("demo", parents=[common], help="run every stage on the bundled sample data")
     p.add_argument("--steps", type=int, default=TrainConfig.max_steps, help="training steps")

@@ -134,6 +134,8 @@ class BuildConfig(StageConfig):
     """Sentence-transformers model id or path; None means the bundled all-MiniLM-L6-v2."""
     build_memory: bool = True
     """Also build the FAISS + FTS memory index for retrieval."""
+    include_conversations: bool = False
+    """Also learn from every saved chat session that is not private (sessions marked train always are)."""
 
     def __post_init__(self) -> None:
         self.split = tuple(float(x) for x in self.split)  # type: ignore[assignment]

@@ -66,7 +66,7 @@ def test_build_progress_carries_embedding_rate_and_a_fair_eta(built):
 def _chat(ws, threads: int = 0):
     from rhizome.chat import answer
 
-    result = answer(ws, QUESTION, ChatConfig(max_tokens=48, temperature=0.0, n_threads=threads))
+    result = answer(ws, QUESTION, ChatConfig(max_tokens=48, temperature=0.0, n_threads=threads, answer_mode="generate"))
     return result.timings["tokens_per_s"], result.timings["first_token_s"]
 
 

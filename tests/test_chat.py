@@ -89,7 +89,8 @@ def test_json_shape_from_the_cli(ws):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert set(data) == {"answer", "sources", "model", "timings"}
+    assert set(data) == {"answer", "sources", "model", "timings", "reasoning", "history_turns", "session", "saved"}
+    assert data["history_turns"] == 0 and data["session"] is None and data["saved"] is False
     assert data["answer"] and data["model"] == "base" and data["sources"] == []
     assert data["timings"]["completion_tokens"] <= 8
 

@@ -106,6 +106,7 @@ def source_entries(chosen: list[tuple[dict, str]]) -> list[dict[str, Any]]:
         text = str(hit.get("text", ""))
         entries.append({
             "n": number, "citation": cite(hit), "title": hit.get("title"), "source": hit.get("source"),
+            "kind": hit.get("kind"),
             "origin": hit.get("origin") or {}, "score": hit.get("score"),
             "snippet": text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
         })

@@ -58,11 +58,17 @@ class Build:
             self.drops.setdefault(stage, {}).update({k: int(v) for k, v in counts.items()})
 
 
-def load_corpus(ws: Workspace) -> tuple[list[Record], int]:
-    """Records of corpus.jsonl; malformed lines are skipped and counted, never fatal."""
-    if not ws.corpus.is_file():
+def load_corpus(ws: Workspace, include_conversations: bool = False) -> tuple[list[Record], int]:
+    """Records of corpus.jsonl, then the saved chat sessions opted in for training;
+    malformed lines are skipped and counted, never fatal."""
+    from ..chat.sessions import training_records
+
+    chats = training_records(ws, include_conversations)
+    if not ws.corpus.is_file() and not chats:
         raise UserError(f"no corpus at {ws.corpus}: run `python -m rhizome ingest PATH` first")
     records, bad = [], 0
+    if not ws.corpus.is_file():
+        return chats, 0
     with open(ws.corpus, encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
@@ -71,6 +77,7 @@ def load_corpus(ws: Workspace) -> tuple[list[Record], int]:
                 records.append(Record.from_dict(json.loads(line)))
             except (ValueError, KeyError, TypeError):
                 bad += 1
+    records += chats
     if not records:
         raise UserError(f"{ws.corpus} has no usable records: ingest some files first")
     return records, bad
@@ -102,7 +109,8 @@ def build_dataset(ws: Workspace, config: BuildConfig | None = None, progress: Pr
     tokenizer = cache.model.tokenizer if b.cfg.chunk_unit == "tokens" else None
     examples, chunks, protected_ids = _pair_and_curate(b, records, tokenizer)
     with b.stage("embed"):
-        entries = report.memory_entries(records, chunks, b.cfg, tokenizer)
+        # saved chats are in the live memory already, each exchange once (see memory.live)
+        entries = report.memory_entries([r for r in records if r.source != "rhizome"], chunks, b.cfg, tokenizer)
         n = len(examples)
         texts = [prompt_key(e) for e in examples] + [e.response_text() for e in examples] + [e["text"] for e in entries]
         vectors = cache.embed(texts, progress)
@@ -122,10 +130,11 @@ def build_dataset(ws: Workspace, config: BuildConfig | None = None, progress: Pr
 
 def _load_and_clean(b: Build) -> list[Record]:
     with b.stage("load"):
-        records, bad = load_corpus(b.ws)
+        records, bad = load_corpus(b.ws, b.cfg.include_conversations)
         b.drop("load", Counter({"malformed_record": bad}) if bad else Counter())
     with b.stage("clean"):
-        b.meta["records"] = {"input": len(records) + bad, "malformed": bad}
+        b.meta["records"] = {"input": len(records) + bad, "malformed": bad,
+                             "conversations": sum(r.source == "rhizome" for r in records)}
         records, drops = clean_records(records, b.cfg.min_chars)
         b.drop("clean", drops)
         b.meta["records"]["after_clean"] = len(records)

@@ -4,6 +4,8 @@
 `chunks.sqlite` (chunk text and metadata, plus an FTS5 keyword table over it) and `meta.json`.
 A search runs the vector and the keyword query, then fuses the two rankings by reciprocal rank
 fusion (RRF, Cormack et al. 2009): score = sum over rankings of 1 / (60 + rank).
+Chunks added after the build (chat exchanges) live in `live.sqlite` (see `memory.live`) and are
+searched together with the built ones: vector hits merged by cosine, keyword hits by BM25.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..workspace import Workspace, atomic_path, read_json, write_json
+from .live import LIVE_ID_BASE, LiveChunks, live_chunks
 
 RRF_K = 60
 # BM25 over every posting of every query word is what makes keyword search slow on a big index.
@@ -129,17 +132,20 @@ def _single_thread() -> Iterator[None]:
 class Memory:
     """A read-only handle on a workspace's memory index."""
 
-    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, meta: dict[str, Any], live: LiveChunks | None = None) -> None:
         import faiss
 
         self.folder = folder
         self.meta = meta
-        self.index = faiss.read_index(str(folder / "index.faiss"))
-        self.db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+        built = meta.get("count") is not None  # no build yet: only live chunks
+        self.index = faiss.read_index(str(folder / "index.faiss")) if built else None
+        self.db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro", uri=True,
+                                  check_same_thread=False) if built else None
         self.lock = threading.Lock()  # one sqlite connection shared by the UI's worker threads
+        self.live = live or live_chunks(folder)
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return (int(self.index.ntotal) if self.index is not None else 0) + len(self.live)
 
     def embed_query(self, query: str) -> np.ndarray:
         from ..models import load_embedder
@@ -174,24 +180,34 @@ class Memory:
     def vector_search(self, vector: np.ndarray, n: int) -> tuple[list[int], list[float]]:
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         with _single_thread():
-            sims, ids = self.index.search(query, n)
-        keep = ids[0] >= 0
-        return [int(i) for i in ids[0][keep]], [float(s) for s in sims[0][keep]]
+            found: list[tuple[int, float]] = []
+            if self.index is not None and self.index.ntotal:
+                sims, ids = self.index.search(query, min(n, int(self.index.ntotal)))
+                found = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0]
+            live_ids, live_sims = self.live.vector_search(query, n)
+        if live_ids:  # cosines of both indexes are on one scale: merge them
+            found = sorted(found + list(zip(live_ids, live_sims)), key=lambda x: -x[1])[:n]
+        return [i for i, _ in found], [s for _, s in found]
 
     def keyword_search(self, query: str, n: int) -> list[int]:
         """Chunk ids by BM25 over the query's informative words (see FTS_POSTINGS_BUDGET)."""
-        match = fts_query(self.informative_terms(query_terms(query)))
-        if match is None:
-            return []
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (match, n)
-            ).fetchall()
+        terms = query_terms(query)
+        match = fts_query(self.informative_terms(terms))
+        rows: list[tuple[int, float]] = []
+        if match is not None and self.db is not None:
+            with self.lock:
+                rows = self.db.execute(
+                    "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (match, n)
+                ).fetchall()
+        # the live table is small: every query word is cheap there, even words the build never saw
+        live = self.live.keyword_search(fts_query(terms), n) if terms and len(self.live) else []
+        if live:
+            rows = sorted([*rows, *live], key=lambda r: r[1])[:n]
         return [int(r[0]) for r in rows]
 
     def informative_terms(self, terms: list[str]) -> list[str]:
         """Indexed terms, rarest first, while their document counts fit the postings budget."""
-        if not terms:
+        if not terms or self.db is None:
             return []
         marks = ",".join("?" * len(terms))
         with self.lock:
@@ -205,22 +221,26 @@ class Memory:
         return chosen
 
     def _fetch(self, ids: list[int]) -> dict[int, dict[str, Any]]:
-        if not ids:
-            return {}
+        found = self.live.fetch(ids)
+        ids = [i for i in ids if i < LIVE_ID_BASE]
+        if not ids or self.db is None:
+            return found
         marks = ",".join("?" * len(ids))
         with self.lock:
             rows = self.db.execute(
                 f"SELECT id, text, title, source, kind, origin, citation FROM chunks WHERE id IN ({marks})", ids
             ).fetchall()
         return {
-            r[0]: {"id": r[0], "text": r[1], "title": r[2], "source": r[3], "kind": r[4],
-                   "origin": json.loads(r[5] or "{}"), "citation": r[6]}
-            for r in rows
+            **found,
+            **{r[0]: {"id": r[0], "text": r[1], "title": r[2], "source": r[3], "kind": r[4],
+                      "origin": json.loads(r[5] or "{}"), "citation": r[6]}
+               for r in rows},
         }
 
     def close(self) -> None:
         with self.lock:
-            self.db.close()
+            if self.db is not None:
+                self.db.close()
 
 
 _OPEN: dict[str, tuple[int, Memory]] = {}
@@ -235,7 +255,7 @@ def open_memory(ws: Workspace) -> Memory | None:
     meta_path = ws.memory / "meta.json"
     meta = read_json(meta_path, default=None)
     if not meta or not (ws.memory / "index.faiss").is_file() or not (ws.memory / "chunks.sqlite").is_file():
-        return None
+        return _live_only(ws)
     stamp = meta_path.stat().st_mtime_ns
     key = str(ws.memory)
     with _OPEN_LOCK:
@@ -245,3 +265,13 @@ def open_memory(ws: Workspace) -> Memory | None:
         memory = Memory(ws.memory, meta)
         _OPEN[key] = (stamp, memory)
         return memory
+
+
+def _live_only(ws: Workspace) -> Memory | None:
+    """Before any build: a memory of the chunks added since (chat exchanges), if there are any."""
+    if not (ws.memory / "live.sqlite").is_file():
+        return None
+    live = live_chunks(ws.memory)
+    if len(live) == 0:
+        return None
+    return Memory(ws.memory, {"embedder": live.embedder, "index": "live"}, live)

@@ -39,6 +39,8 @@ def build_app(workspace: str | os.PathLike, on_space: bool | None = None, spaces
     with gr.Blocks(title="Rhizome — your material, your model", analytics_enabled=False) as demo:
         header = gr.HTML(header_html(ctx))
         strip = gr.HTML(pipeline_html(ctx.ws), elem_id="rz-pipeline")  # shared: an empty stand-in
+        # outside the tabs: a tab's components mount only when it is first shown, too late for load
+        ctx.chat_session = chat.chat_sessions.browser_state()  # type: ignore[attr-defined]
         ui = SimpleNamespace(header=header, strip=strip)
         with gr.Tabs(selected="data") as ui.tabs:
             for key, title, module in TABS:
@@ -76,6 +78,7 @@ def _wire(ctx: Context, demo: gr.Blocks, ui: SimpleNamespace) -> None:
     demo.load(chat_models, [chat_ui.model], [chat_ui.model])
     ui.chat_tab.select(chat_models, [chat_ui.model], [chat_ui.model])
     demo.load(guard(chat_ui.voices_fn), None, [chat_ui.voice])
+    demo.load(*chat_ui.restore)  # the conversation this browser had open
     # re-attach: select the running (or newest) run; the view's timer then follows it
     demo.load(guard(lambda: train_view.run_choices(ctx)), None, [train_ui.view.run]).then(*train_ui.view.refresh)
     demo.load(themes_ui.refresh_fn, None, themes_ui.outputs)

@@ -1,4 +1,5 @@
-"""Chat tab: streamed answers with cited sources, a model picker, base vs tuned, voice in and out.
+"""Chat tab: streamed answers with cited sources, a model picker, base vs tuned, voice in and out,
+and conversations that persist (the sessions panel is `chat_sessions`).
 
 The core answers (`rhizome.chat.answer`, llama.cpp with one cached engine per model, so picking
 another model hot-swaps it); speech is `rhizome.chat.speech`. This module only streams tokens
@@ -17,8 +18,10 @@ from typing import Any, Iterator
 import gradio as gr
 
 from .. import jobs
+from ..chat.history import split_reasoning
 from ..config import ChatConfig
 from ..workspace import UserError
+from . import chat_sessions
 from .common import Context, esc, guard, notice
 from .users import CHAT_QUEUE
 
@@ -29,6 +32,7 @@ def build(ctx: Context) -> SimpleNamespace:
     d = ChatConfig()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=260):
+            sess = chat_sessions.build_sessions(ctx)
             gr.Markdown("### Model")
             model = gr.Dropdown([("base (bundled)", BASE)], value=BASE, label="Answer with",
                                 info="tuned runs appear here after Export", elem_id="rz-chat-model")
@@ -71,19 +75,34 @@ def build(ctx: Context) -> SimpleNamespace:
     settings = [model, compare, retrieval, top_k, temperature, top_p, max_tokens, speak, voice, speed]
     outputs = [question, tuned_box, base_box, sources, status, spoken, engines]
     ask = guard(partial(respond, ctx, stream_audio=spoken.streaming))
+    # conversations: the question goes to the open session (a new one on the first question)
+    ensure = guard(partial(chat_sessions.ensure_session, ctx))
+    ensure_in = [sess.current, question, sess.persona, sess.private, sess.train]
+
+    def ask_in_session(ensured) -> None:
+        ensured.success(ask, [question, tuned_box, base_box, *settings, sess.current], outputs,
+                        **CHAT_QUEUE).then(guard(partial(chat_sessions.refresh_list, ctx)),
+                                                  [sess.current], [sess.pick])
+
     for trigger in (send.click, question.submit):
-        trigger(ask, [question, tuned_box, base_box, *settings], outputs, **CHAT_QUEUE)
+        ask_in_session(trigger(ensure, ensure_in, [sess.current, sess.pick]))
     heard = mic.stop_recording(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
     uploaded = mic.upload(guard(lambda path: hear(ctx, path)), [mic], [question, engines])
     for dep in (heard, uploaded):
-        dep.success(ask, [question, tuned_box, base_box, *settings], outputs, **CHAT_QUEUE)
+        ask_in_session(dep.success(ensure, ensure_in, [sess.current, sess.pick]))
+    chat_sessions.wire(ctx, sess, tuned_box, [base_box, status])
     compare.change(lambda on: (gr.Chatbot(visible=on), gr.HTML(visible=on)), [compare], [base_box, heads])
     speak.change(lambda on: gr.Audio(visible=on), [speak], [spoken])
     model.input(guard(lambda m: notice(f"Next answer uses <b>{esc(m)}</b> (loaded on first use, "
                                        "the previous engine is freed).", "info")), [model], [status])
     clear.click(lambda: ([], [], notice("Sources used for the last answer appear here.", "info"), "", None),
-                None, [tuned_box, base_box, sources, status, spoken])
+                None, [tuned_box, base_box, sources, status, spoken]).then(
+        lambda: chat_sessions.open_session(ctx, None), None,
+        [sess.current, sess.pick, tuned_box, sess.persona, sess.private, sess.train, sess.note])
+    restore = (guard(partial(chat_sessions.restore, ctx)), [sess.current],
+               [sess.current, sess.pick, tuned_box, sess.persona, sess.private, sess.train, sess.note])
     return SimpleNamespace(model=model, engines=engines, voice=voice, engines_fn=lambda: engines_html(ctx),
+                           sessions=sess, restore=restore,
                            voices_fn=lambda: voice_choices(ctx),
                            choices_fn=lambda: model_choices(ctx))
 
@@ -99,9 +118,10 @@ def model_choices(ctx: Context) -> list[tuple[str, str]]:
 
 def respond(ctx: Context, question: str, tuned: list, base: list, model: str, compare: bool, retrieval: bool,
             top_k: float, temperature: float, top_p: float, max_tokens: float, speak: bool, voice: str | None,
-            speed: float, stream_audio: bool = False) -> Iterator[tuple]:
+            speed: float, session: str | None = None, stream_audio: bool = False) -> Iterator[tuple]:
     """Stream the answer (and the base model's, side by side) into the chat boxes, then speak it.
 
+    `session`: the conversation it continues and is saved in (None: stateless).
     `stream_audio`: the spoken-answer player streams, so the answer goes out a sentence at a time.
     """
     question = (question or "").strip()
@@ -118,13 +138,15 @@ def respond(ctx: Context, question: str, tuned: list, base: list, model: str, co
     yield "", boxes["tuned"], boxes["base"] if side_by_side else skip, skip, status, skip, skip
     results: dict[str, Any] = {}
     speaker = start_speaker(ctx, voice, speed) if speak and stream_audio else None  # talk mode
-    for side, text, result in stream_answers(ctx, question, config, side_by_side):
+    for side, raw, result in stream_answers(ctx, question, config, side_by_side, session=session or None):
+        text = chat_sessions.reply_html(result.answer, result.reasoning) if result is not None else \
+            chat_sessions.streamed_reply(raw)
         boxes[side][-1] = {"role": "assistant", "content": text}
         if result is not None:
             results[side] = result
         yield skip, boxes["tuned"], boxes["base"] if side_by_side else skip, skip, skip, skip, skip
         if speaker is not None and side == "tuned":  # each finished sentence is spoken at once
-            speaker.update(text)
+            speaker.update(result.answer if result is not None else split_reasoning(raw)[0])
             for chunk in speaker.ready():
                 yield (skip,) * 5 + (chunk, engines_html(ctx, spoke=speaker))
     main = results["tuned"]
@@ -132,6 +154,8 @@ def respond(ctx: Context, question: str, tuned: list, base: list, model: str, co
         status_html = notice("Pick a tuned model above to compare it with the base model.", "info") + timing_html(main)
     else:
         status_html = timing_html(main) + (timing_html(results["base"]) if side_by_side else "")
+    if session and not main.saved:
+        status_html += notice("This conversation was deleted while answering: the answer was not saved.", "warn")
     yield skip, skip, skip, sources_html(main.sources), status_html, skip, skip
     if speaker is not None:
         speaker.close(main.answer)
@@ -143,7 +167,7 @@ def respond(ctx: Context, question: str, tuned: list, base: list, model: str, co
             yield (skip,) * 5 + (audio, engines)
 
 
-def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side: bool
+def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side: bool, session: str | None = None
                    ) -> Iterator[tuple[str, str, Any]]:
     """(side, text so far, Answer when that side is done) while the core generates in a background job.
 
@@ -155,8 +179,9 @@ def stream_answers(ctx: Context, question: str, config: ChatConfig, side_by_side
 
     def work(job: jobs.Job) -> dict[str, Any]:
         if side_by_side:
-            return compare(ws, question, config.model, config, on_token=lambda side, tok: job.record((side, tok)))
-        return {"tuned": answer(ws, question, config, on_token=lambda tok: job.record(("tuned", tok)))}
+            return compare(ws, question, config.model, config, on_token=lambda side, tok: job.record((side, tok)),
+                           session=session)
+        return {"tuned": answer(ws, question, config, on_token=lambda tok: job.record(("tuned", tok)), session=session)}
 
     job = jobs.run_in_background(work, kind="chat")
     texts: dict[str, str] = {"tuned": "", "base": ""}

@@ -194,19 +194,21 @@ def _build_build(ctx: Context) -> SimpleNamespace:
                 split = gr.Textbox(", ".join(f"{x:g}" for x in defaults.split), label="Split train, validation, test")
                 system = gr.Textbox("", label="System prompt for every example (optional)", lines=2)
                 memory = gr.Checkbox(defaults.build_memory, label="Also build the retrieval memory (FAISS + keyword)")
+            conversations = gr.Checkbox(defaults.include_conversations, label="Learn from my saved chats",
+                                        info=conversations_info(ctx), elem_id="rz-build-conversations")
             build_btn = gr.Button("Build dataset", variant="primary", elem_id="rz-build")
         with gr.Column(scale=7, min_width=420):
             gr.Markdown("### Result")
             result = gr.HTML(build_summary(_metadata(ctx)), elem_id="rz-build-result")
     inputs = [dedup, quality, method, temperature, context_turns, themes_per, w_min, w_max, chunk, overlap,
-              split, system, memory]
+              split, system, memory, conversations]
     done = build_btn.click(guard(partial(run_build, ctx)), inputs, [result], concurrency_limit=1,
                            concurrency_id="workspace-write")
     return SimpleNamespace(done=[done], result=result)
 
 
 def run_build(ctx: Context, dedup, quality, method, temperature, context_turns, themes_per, w_min, w_max,
-              chunk, overlap, split, system, memory) -> Iterator[str]:
+              chunk, overlap, split, system, memory, conversations=False) -> Iterator[str]:
     """Build with one live progress bar per stage (clean, dedup, quality, themes, IPF, split, memory)."""
     from ..curate import build_dataset
 
@@ -215,11 +217,30 @@ def run_build(ctx: Context, dedup, quality, method, temperature, context_turns, 
         semantic_method=method, theme_temperature=float(temperature), context_turns=int(context_turns),
         themes_per_example=int(themes_per), weight_min=float(w_min), weight_max=float(w_max),
         chunk_size=int(chunk), chunk_overlap=int(overlap), split=_parse_split(split),
-        system_prompt=system.strip() or None, build_memory=bool(memory))
-    if not ctx.ws.corpus.is_file():
+        system_prompt=system.strip() or None, build_memory=bool(memory),
+        include_conversations=bool(conversations))
+    if not ctx.ws.corpus.is_file() and not (conversations and conversations_count(ctx)):
         raise UserError("the corpus is empty: ingest some files first (Import)")
     for events, meta, finished in run_streaming(lambda progress: build_dataset(ctx.ws, config, progress=progress)):
         yield stage_bars(events, finished) + (build_summary(meta) if finished else "")
+
+
+def conversations_count(ctx: Context) -> int:
+    from ..chat.sessions import sessions_summary
+
+    return sessions_summary(ctx.ws)["turns"]
+
+
+def conversations_info(ctx: Context) -> str:
+    """The saved chats as a source, beside the imported ones (each session can opt in on its own)."""
+    from ..chat.sessions import sessions_summary
+
+    try:
+        n = sessions_summary(ctx.ws)
+    except UserError as exc:
+        return str(exc)
+    return (f"{n['sessions']} chat sessions, {n['turns']} exchanges ({n['private']} private, left out; "
+            f"{n['train']} always included). They go through the same cleaning, dedup and curation.")
 
 
 def _parse_split(text: str) -> tuple[float, float, float]:

@@ -135,6 +135,25 @@ def test_chat_answers_with_sources(page):
     shot(page, "5_chat")
 
 
+def test_conversation_survives_a_reload(page, app_url):
+    """A second turn in the same session; after a page reload both turns and the session are back."""
+    bot = "#rz-chat-main [data-testid='bot']"
+    page.locator("#rz-chat-input textarea").fill("And how often should I feed it?")
+    page.locator("#rz-chat-send").click()
+    page.wait_for_function(f"() => document.querySelectorAll(\"{bot}\").length === 2", timeout=120_000)
+    page.locator("#rz-chat-status .rz-timing").wait_for(timeout=120_000)
+    page.wait_for_function("() => (document.querySelector('#rz-session-pick input')?.value || '')"
+                           ".includes('sourdough starter healthy')")  # titled from the first question
+    session = page.locator("#rz-session-pick input").input_value()
+    page.reload(wait_until="domcontentloaded")
+    open_tab(page, "Chat")
+    page.wait_for_function(f"() => document.querySelectorAll(\"{bot}\").length === 2", timeout=60_000)
+    text = page.locator("#rz-chat-main").inner_text()
+    assert "How do I keep a sourdough starter healthy?" in text and "And how often should I feed it?" in text
+    assert page.locator("#rz-session-pick input").input_value() == session
+    shot(page, "5b_chat_session_reloaded")
+
+
 @pytest.mark.timeout(240)
 def test_export_writes_gguf(page):
     open_tab(page, "Export")
