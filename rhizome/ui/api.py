@@ -6,10 +6,8 @@ signed-in person's; in a demo, the session's). Results are plain JSON.
 """
 from __future__ import annotations
 
-import queue
 import re
 import shutil
-import threading
 import time
 from pathlib import Path
 from functools import partial
@@ -18,13 +16,11 @@ from typing import Any, Iterator
 
 import gradio as gr
 
+from .. import jobs
 from ..config import ChatConfig
-from ..workspace import UserError, Workspace, append_jsonl, read_json
+from ..workspace import UserError, Workspace, read_json
 from .common import Context, guard
 from .users import CHAT_QUEUE
-
-SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}")
-
 
 def build(ctx: Context) -> SimpleNamespace:
     """Hidden components that carry the endpoints (call this inside the Blocks)."""
@@ -86,50 +82,27 @@ def build_dataset(ctx: Context) -> dict[str, Any]:
     return plain(build(ws))
 
 
-def session_log(ws: Workspace, name: str) -> Path:
-    """The file of a named API chat session, refused unless the name is plain (no path tricks)."""
-    name = (name or "default").strip()
-    if not SESSION.fullmatch(name) or ".." in name:
-        raise UserError(f"{name[:40]!r} is not a valid session name: letters, digits, space, '.', '_' "
-                        "or '-', 80 at most, starting with a letter or digit")
-    path = ws.root / "api_sessions" / f"{name}.jsonl"
-    if not ws.contains(path):
-        raise UserError(f"{name[:40]!r} is not a valid session name")
-    return path
-
-
 def chat_once(ctx: Context, message: str, session: str | None) -> Iterator[dict[str, Any]]:
     """Stream one answer: partial `{"answer": text so far, "done": False}` updates, then the
-    whole reply with its sources (`done: True`); the exchange is appended to the session's log."""
+    whole reply with its sources (`done: True`). The exchange continues (or starts) the person's
+    chat session of that name, the same conversations the Chat tab and the CLI keep."""
     from ..chat import answer
+    from ..chat.sessions import check_name
 
-    ws = ctx.ws  # resolved here, in the request: the thread below gets the workspace itself
-    log = session_log(ws, session or "default")
+    ws = ctx.ws  # resolved here, in the request: the job below gets the workspace itself
+    name = check_name(session or "default")
     # grounded in the person's documents once they have built a memory; a plain answer before
     config = ChatConfig(retrieval=ws.memory.is_dir() and any(ws.memory.iterdir()))
-    tokens: queue.Queue = queue.Queue()
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["reply"] = answer(ws, message, config, on_token=tokens.put)
-        except Exception as exc:  # re-raised in the request thread, where guard() formats it
-            box["error"] = exc
-        finally:
-            tokens.put(None)
-
-    threading.Thread(target=work, daemon=True, name="rhizome-api-chat").start()
+    job = jobs.run_in_background(lambda job: answer(ws, message, config, on_token=job.record, session=name),
+                                 kind="chat")
     text, shown = "", 0.0
-    while (token := tokens.get()) is not None:
+    for token in job.updates():
         text += token
         if time.time() - shown > 0.05:
             shown = time.time()
-            yield {"session": log.stem, "answer": text, "done": False}
-    if "error" in box:
-        raise box["error"]
-    reply = box["reply"]
-    append_jsonl(log, {"question": message, **reply.to_dict()})
-    yield plain({"session": log.stem, **reply.to_dict(), "done": True})
+            yield {"session": name, "answer": text, "done": False}
+    job.raise_if_failed()
+    yield plain({**job.result.to_dict(), "session": name, "done": True})
 
 
 def plain(value: Any) -> Any:
