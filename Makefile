@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 PORT ?= 7860
 
-.PHONY: run test setup browser ffmpeg sample demo bench-smoke clean
+.PHONY: run test setup converters browser ffmpeg sample demo bench-smoke clean
 
-setup: $(STAMP)
+setup: $(STAMP) converters
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
@@ -20,8 +20,15 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# llama.cpp's own GGUF converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py), taken
+# from the sdist of the pinned llama-cpp-python, so they match the runtime that loads the GGUF.
+# Fetched once (about 90 s); a no-op while the pin is unchanged. Export never downloads them.
+CONVERTERS := $(VENV)/llama.cpp-converters
+converters: $(STAMP)
+	@$(PY) tools/install_converters.py requirements.txt $(CONVERTERS)
+
 # The sample workspace: the bundled sample data ingested and built, so the app opens ready to use.
-sample: $(STAMP)
+sample: setup
 	@test -f $(WORKSPACE)/dataset/train.jsonl || { \
 	  $(PY) -m rhizome ingest --workspace $(WORKSPACE) assets/sample && \
 	  $(PY) -m rhizome build --workspace $(WORKSPACE); }
@@ -46,10 +53,10 @@ browser: ffmpeg
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+test: setup browser
 	$(PY) -m pytest
 
-demo: $(STAMP)
+demo: setup
 	$(PY) -m rhizome demo --workspace $(WORKSPACE)-demo
 
 # Benchmarks at tiny size, as a smoke test (real numbers: see bench/RESULTS.md).

@@ -3,7 +3,7 @@
 The run folder tells us the base (`config.yaml`'s `model`, else the adapter's
 `base_model_name_or_path`); `rhizome.models.load_causal_lm` resolves it offline (the bundled GGUF
 is dequantised once). The merged folder (safetensors + tokenizer + chat template) loads with
-plain `from_pretrained`, and is what the GGUF writer converts.
+plain `from_pretrained`, and is what llama.cpp's converter turns into a GGUF.
 """
 from __future__ import annotations
 
