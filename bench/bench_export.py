@@ -9,7 +9,7 @@
    `--old-writer`). Wall time and peak RSS (the largest `ru_maxrss` of the process and its
    children) are recorded.
 2. The converter's F16 is quantised to q8_0 and q4_k_m with llama.cpp's quantiser, then each
-   GGUF generates 128 tokens greedily (2 threads) on a fixed prompt; tokens/s is the decode rate,
+   GGUF generates 128 tokens greedily (`--threads`) on a fixed prompt; tokens/s is the decode rate,
    prompt evaluation excluded.
 Results go to `bench/out/export_results.json` and are printed as a Markdown block.
 """
@@ -54,10 +54,10 @@ def convert_once(root: Path, src: Path, dst: Path, way: str) -> dict:
     return result
 
 
-def chat_speed(path: Path, n: int = 128) -> float:
+def chat_speed(path: Path, threads: int, n: int = 128) -> float:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(path), n_ctx=512, n_threads=2, verbose=False)
+    llm = Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
     try:
         ids = llm.tokenize(b"<|im_start|>user\nTell me a long story about a garden.<|im_end|>\n<|im_start|>assistant\n",
                            special=True)
@@ -76,6 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-writer", type=Path, required=True, help="checkout with rhizome/export/gguf.py")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads for the chat speed")
+    parser.add_argument("--chat-only", action="store_true", help="skip the conversions (reuse bench/out's F16)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from rhizome.export.quantize import quantize_gguf
@@ -84,13 +86,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     src = Path(resolve_train_model("bundled"))
     runs: dict[str, list[dict]] = {"converter": [], "former writer": []}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.chat_only else args.repeats):
         runs["converter"].append(convert_once(ROOT, src, OUT / "conv-f16.gguf", "converter"))
         runs["former writer"].append(convert_once(args.old_writer, src, OUT / "old-f16.gguf", "old"))
     f16 = OUT / "conv-f16.gguf"
-    speeds = {"f16": chat_speed(f16)}
+    speeds = {"f16": chat_speed(f16, args.threads)}
     for quant in ("q8_0", "q4_k_m"):
-        speeds[quant] = chat_speed(quantize_gguf(f16, OUT / f"conv-{quant}.gguf", quant))
+        speeds[quant] = chat_speed(quantize_gguf(f16, OUT / f"conv-{quant}.gguf", quant), args.threads)
     result = {"load": os.getloadavg(), "runs": runs, "tokens_per_s": speeds,
               "sizes_mb": {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(OUT.glob("*-*.gguf"))}}
     (OUT / "export_results.json").write_text(json.dumps(result, indent=2))

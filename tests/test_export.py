@@ -159,7 +159,9 @@ def test_modelfile_has_template_stops_and_system(exported):
     _, result, _ = exported
     text = open(result["modelfile"], encoding="utf-8").read()
     assert "FROM ./model-q8_0.gguf" in text
-    assert '{{ .Content }}<|im_end|>\n<|im_start|>assistant\n' in text  # derived from SmolLM2's ChatML
+    # derived from SmolLM2's ChatML template
+    assert '<|im_start|>system\n{{ .System }}<|im_end|>\n<|im_start|>user\n' in text
+    assert '{{ else if eq .Role "assistant" }}{{ .Content }}<|im_end|>\n<|im_start|>user\n' in text
     assert 'PARAMETER stop "<|im_end|>"' in text and 'PARAMETER stop "<|im_start|>"' in text
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text  # the template's own default
 
