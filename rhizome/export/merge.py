@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from ..models import BUNDLED, resolve_gguf
+from ..models import BUNDLED, GEMMA, resolve_gguf
 from ..workspace import UserError, Workspace, read_json
 
 
@@ -33,7 +33,7 @@ class RunAdapter:
     @property
     def base_gguf(self) -> Path | None:
         """The GGUF the base came from (bundled or a .gguf path): its metadata is carried over."""
-        if self.base_spec in (BUNDLED, "base") or self.base_spec.endswith(".gguf"):
+        if self.base_spec in (BUNDLED, GEMMA, "base") or self.base_spec.endswith(".gguf"):
             return resolve_gguf(self.base_spec)
         return None
 
