@@ -52,7 +52,7 @@ def export_run(ws: Workspace, run_id: str, config: ExportConfig | None = None,
     drop_stale(out, run.adapter_dir / "adapter_model.safetensors")
     emit(progress, "export", 0, total, message="merging the adapter into the base")
     model, tokenizer = merge_adapter(run)
-    merged = save_merged(model, tokenizer, out / "merged")
+    merged = save_merged(model, tokenizer, out / "merged", run.base_spec)
     del model  # the merged weights are on disk now; free them before the conversion
     gc.collect()
     adapter = copy_adapter(run.adapter_dir, out / "adapter")
