@@ -268,6 +268,8 @@ class TrainConfig(StageConfig):
     """Prompts in the knowledge test (0 skips it)."""
     knowledge_max_new_tokens: int = 48
     """Most tokens each model generates per knowledge-test prompt."""
+    gradient_checkpointing: str = "auto"
+    """Recompute activations to save memory: auto (on above 1B parameters), on or off."""
     seed: int = 13
     run_id: str | None = None
     """Name of the run folder; None makes one from the date and time."""
@@ -291,6 +293,8 @@ class TrainConfig(StageConfig):
             raise UserError(f"lr_scheduler must be cosine, linear or constant, not {self.lr_scheduler!r}")
         if min(self.eval_steps, self.save_steps, self.num_threads, self.knowledge_test_size) < 0 or self.logging_steps < 1:
             raise UserError("eval_steps, save_steps, num_threads and knowledge_test_size must be >= 0, logging_steps >= 1")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            raise UserError(f"gradient_checkpointing must be auto, on or off, not {self.gradient_checkpointing!r}")
         if not self.target_modules:
             raise UserError("target_modules must name at least one module (e.g. q_proj, v_proj)")
 

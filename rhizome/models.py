@@ -162,6 +162,20 @@ def resolve_train_model(spec: str | None = None) -> str:
     return spec  # an HF id, resolved from the local HF cache only (offline)
 
 
+def local_hf_models(root: Path | None = None) -> list[str]:
+    """HF model ids whose files are in the local HF cache (a snapshot with config.json): the ones
+    training can use offline."""
+    if root is None:
+        from huggingface_hub import constants
+
+        root = Path(constants.HF_HUB_CACHE)
+    found = []
+    for repo in sorted(Path(root).glob("models--*")):
+        if any(repo.glob("snapshots/*/config.json")):
+            found.append(repo.name.removeprefix("models--").replace("--", "/"))
+    return found
+
+
 def dequantised_gguf(gguf: Path) -> Path:
     """Convert a GGUF into an HF folder once; returns the cached folder."""
     key = hashlib.sha256(f"{gguf.resolve()}:{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}".encode()).hexdigest()[:16]

@@ -16,7 +16,7 @@ import gradio as gr
 
 from .. import jobs
 from ..config import TrainConfig
-from ..models import GEMMA, GEMMA_GGUF_NAME, cache_dir, gemma_terms_path
+from ..models import GEMMA, GEMMA_GGUF_NAME, cache_dir, gemma_terms_path, local_hf_models
 from ..workspace import UserError
 from . import train_view
 from .common import Context, guard, notice
@@ -124,7 +124,7 @@ def _model_choices(ctx: Context) -> list[str]:
             if p.suffix == ".gguf" or (p / "config.json").is_file():
                 found.append(f"models/{p.name}")
     gemma = [GEMMA] if (cache_dir() / GEMMA_GGUF_NAME).is_file() else []
-    return [BUNDLED_LABEL, *gemma, *found]
+    return [BUNDLED_LABEL, *gemma, *found, *local_hf_models()]
 
 
 def widget_defaults(ctx: Context, device: str) -> list[Any]:
