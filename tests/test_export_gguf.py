@@ -1,119 +1,183 @@
-"""GGUF writing from a plain Hugging Face folder (no base GGUF to copy metadata from).
+"""Export of plain Hugging Face folders through llama.cpp's own converter, for six architectures.
 
-Tiny, randomly initialised Llama and Qwen2 models carrying the bundled SmolLM2 tokenizer are
-saved with transformers, converted by `write_f16_gguf` (hyper-parameters from config.json,
-tokenizer built from tokenizer.json) and loaded by llama.cpp: its logits must match the
-transformers model's, which checks the tensor names, the Llama Q/K permutation and Qwen2's
-biases. Unsupported architectures and bad files get UserErrors.
+Tiny randomly initialised models (2 layers, hidden 64) of Llama, Mistral, Qwen2, Qwen3, Phi-3 and
+Gemma 3 carry the bundled SmolLM2 tokenizer. Each gets 2 real LoRA steps through
+`python -m rhizome train --model FOLDER` (the CLI's own `main`), the real export (converter, F16,
+export check), and then llama.cpp's greedy tokens for a fixed prompt must equal transformers'
+greedy tokens on the merged model. Damaged folders and an architecture llama.cpp cannot convert
+get one clear message each.
 """
 import json
 
-import numpy as np
 import pytest
 
-from rhizome.export.gguf import permute_rotary, write_f16_gguf
-from rhizome.export.modelfile import modelfile_text
-from rhizome.workspace import UserError
+from rhizome.config import ExportConfig
+from rhizome.export.converters import check_hf_folder, convert_hf, converter_error, converter_version
+from rhizome.workspace import UserError, Workspace, write_jsonl
 
-TEXT = "Hello world, the quick brown fox jumps over the lazy dog. 1234 naïve 🦙"
+PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time"
+ARCHS = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3"]
+SHAPE = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=2)
 
 
-def _tiny(kind, folder):
+def tiny_model(kind, folder):
+    """A small random model of architecture `kind`, saved with the bundled tokenizer."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    import transformers as tf
 
     from rhizome.models import resolve_train_model
 
-    shape = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    if kind == "llama":  # untied head, so output.weight is written too
-        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=False, rope_theta=10000.0, **shape))
-    else:
-        model = Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **shape))
+    configs = {
+        "llama": (tf.LlamaConfig, tf.LlamaForCausalLM, dict(tie_word_embeddings=False)),
+        "mistral": (tf.MistralConfig, tf.MistralForCausalLM, dict(sliding_window=None)),
+        "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM, dict(tie_word_embeddings=True)),
+        "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM, dict(head_dim=16)),
+        "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, dict(num_key_value_heads=4)),
+        "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, dict(head_dim=16, sliding_window=64)),
+    }
+    config_cls, model_cls, extra = configs[kind]
     torch.manual_seed(0)
-    with torch.no_grad():  # larger-than-default weights so the logits are far from uniform
-        for p in model.parameters():
-            p.normal_(0, 0.3) if p.ndim > 1 else p.normal_(1.0, 0.1)
+    model = model_cls(config_cls(**{**SHAPE, **extra}))
+    with torch.no_grad():  # larger-than-default weights, so greedy choices are far from ties
+        for name, p in model.named_parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.3)
     model.eval().save_pretrained(str(folder))
-    AutoTokenizer.from_pretrained(resolve_train_model("bundled")).save_pretrained(str(folder))
-    return model
-
-
-@pytest.mark.parametrize("kind", ["llama", "qwen2"])
-def test_hf_folder_to_gguf_matches_transformers(tmp_path, kind):
-    import torch
-    from llama_cpp import Llama
     from transformers import AutoTokenizer
 
-    model = _tiny(kind, tmp_path)
-    info = write_f16_gguf(tmp_path, tmp_path / "tiny.gguf")
-    assert info["arch"] == kind and info["metadata_from"].startswith("config.json")
-    ids = AutoTokenizer.from_pretrained(str(tmp_path))(TEXT, add_special_tokens=False)["input_ids"]
-    llm = Llama(model_path=str(tmp_path / "tiny.gguf"), n_ctx=128, n_threads=2, logits_all=True, verbose=False)
+    AutoTokenizer.from_pretrained(resolve_train_model("bundled")).save_pretrained(str(folder))
+    if kind == "phi3":  # llama.cpp's Phi-3 converter reads a byte-level BPE only as Phi-4's GPT2Tokenizer
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config_path.write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """One folder per architecture, built once per test session."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {kind: tiny_model(kind, root / kind) for kind in ARCHS}
+
+
+def _dataset(ws: Workspace) -> None:
+    rows = [{"messages": [{"role": "user", "content": f"Question {i} about the garden?"},
+                          {"role": "assistant", "content": f"Answer {i}: water the roses."}], "weight": 1.0}
+            for i in range(4)]
+    write_jsonl(ws.split_path("train"), rows)
+    write_jsonl(ws.split_path("validation"), rows[:2])
+    write_jsonl(ws.split_path("test"), rows[:1])
+
+
+def greedy_llama(path, ids, n):
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=256, n_threads=2, verbose=False)
     try:
-        assert llm.tokenize(TEXT.encode(), add_bos=False, special=False) == ids
-        assert llm.metadata["tokenizer.ggml.pre"] == "smollm"
-        assert "<|im_start|>" in llm.metadata["tokenizer.chat_template"]
-        llm.eval(ids)
-        ours = np.array(llm.scores[: len(ids)])
+        out = []
+        for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0):
+            out.append(int(token))
+            if len(out) == n:
+                return out
     finally:
         llm.close()
+
+
+# Qwen2 carrying the SmolLM2 tokenizer: transformers 5 loads any qwen2 model's tokenizer as its
+# Qwen2Tokenizer, which re-splits text with Qwen's own rules, so the converter's pre-tokenizer
+# fingerprint matches no known tokenizer (a real Qwen2 ships Qwen's tokenizer). Not provable here
+# without Qwen's vocabulary; strict, so it reports when that changes.
+QWEN2_TOKENIZER = pytest.mark.xfail(raises=UserError, strict=True,
+                                    reason="SmolLM2 tokenizer on qwen2 is re-split by transformers' Qwen2Tokenizer")
+
+
+# Phi-3 converts (as Phi-4 does, byte-level BPE declared as GPT2Tokenizer), but llama.cpp fails
+# to load the phi3 GGUF with this vocabulary ("error loading model vocabulary: unordered_map::at");
+# the export check catches it and the export fails cleanly. Phi-3's own SentencePiece tokenizer
+# is not available offline.
+PHI3_VOCAB = pytest.mark.xfail(raises=UserError, strict=True,
+                               reason="llama.cpp cannot load a phi3 GGUF with the SmolLM2 vocabulary")
+KNOWN = {"qwen2": QWEN2_TOKENIZER, "phi3": PHI3_VOCAB}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=KNOWN[k]) if k in KNOWN else k for k in ARCHS])
+def test_train_export_and_llama_cpp_agree(kind, tiny_models, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rhizome.__main__ import main
+    from rhizome.export import export_run
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    _dataset(ws)
+    targets = ["qkv_proj", "o_proj"] if kind == "phi3" else ["q_proj", "v_proj"]
+    code = main(["train", "--workspace", str(ws.root), "--model", str(tiny_models[kind]), "--run-id", f"t-{kind}",
+                 "--max-steps", "2", "--batch-size", "2", "--max-length", "64", "--eval-steps", "0",
+                 "--save-steps", "0", "--knowledge-test-size", "0", "--learning-rate", "0.01",
+                 "--target-modules", ",".join(targets)])
+    assert code == 0
+    result = export_run(ws, f"t-{kind}", ExportConfig(quant="f16", verify_prompts=2, verify_tokens=24))
+    assert result["status"] == "ok", result["check"]
+    assert result["check"]["f16"]["within_noise"] == 1.0
+    merged = result["merged"]
+    tok = AutoTokenizer.from_pretrained(merged)
+    ids = tok(PROMPT, add_special_tokens=False)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     with torch.no_grad():
-        reference = model(torch.tensor([ids])).logits[0].numpy()
-    # llama.cpp's pick is the reference's best token, up to F16-sized ties (without the Q/K
-    # permutation fewer than 10% agree and correlations go negative)
-    picked = reference[np.arange(len(ids)), ours.argmax(-1)]
-    assert (picked >= reference.max(-1) - 0.05).all()
-    assert min(np.corrcoef(ours[i], reference[i])[0, 1] for i in range(len(ids))) > 0.999
+        reference = model.generate(torch.tensor([ids]), max_new_tokens=16, min_new_tokens=16, do_sample=False,
+                                   pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
+    assert greedy_llama(result["gguf"], ids, 16) == reference
 
 
-def test_rotary_permutation_interleaves_halves():
-    # one head of dim 4: rows [r0 r1 | r2 r3] (HF halves) become [r0 r2 r1 r3] (llama.cpp pairs)
-    weight = np.arange(8, dtype=np.float32).reshape(4, 2)
-    assert permute_rotary(weight, 1)[:, 0].tolist() == [0, 4, 2, 6]
+def test_unsupported_architecture_names_it(tmp_path):
+    from transformers import AutoTokenizer, OPTConfig, OPTForCausalLM
+
+    from rhizome.models import resolve_train_model
+
+    OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, ffn_dim=64, num_attention_heads=2,
+                             vocab_size=49152, word_embed_proj_dim=32)).save_pretrained(str(tmp_path))
+    AutoTokenizer.from_pretrained(resolve_train_model("bundled")).save_pretrained(str(tmp_path))
+    with pytest.raises(UserError, match="architecture OPTForCausalLM is not supported by llama.cpp"):
+        convert_hf(tmp_path, tmp_path / "x.gguf")
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".x.gguf*"))
 
 
-def test_unsupported_architecture_names_what_to_do(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel
+def test_damaged_folders_get_clear_messages(tmp_path, tiny_models):
+    import shutil
 
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(str(tmp_path))
-    with pytest.raises(UserError, match="GPT2LMHeadModel.*convert_hf_to_gguf"):
-        write_f16_gguf(tmp_path, tmp_path / "x.gguf")
-    assert not (tmp_path / "x.gguf").exists()
-
-
-def test_missing_tokenizer_and_config_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no config.json"):
-        write_f16_gguf(tmp_path, tmp_path / "x.gguf")
-    _tiny("llama", tmp_path)
-    (tmp_path / "tokenizer.json").unlink()
-    with pytest.raises(UserError, match="no tokenizer.json"):
-        write_f16_gguf(tmp_path, tmp_path / "x.gguf")
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForCausalLM"]
+        check_hf_folder(tmp_path)
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_models["llama"], folder)
+    check_hf_folder(folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="model.safetensors is truncated"):
+        convert_hf(folder, tmp_path / "x.gguf")
+    weights.write_bytes(b"\x00" * 10)
+    with pytest.raises(UserError, match="damaged or truncated"):
+        check_hf_folder(folder)
+    weights.write_bytes(data)
+    (folder / "config.json").write_text("{ not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        check_hf_folder(folder)
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match="no tokenizer"):
+        check_hf_folder(folder)
 
 
-def test_modelfile_for_llama3_and_unknown_templates():
-    llama3 = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}"
-              "<|eot_id|>{% endfor %}<|start_header_id|>assistant<|end_header_id|>\n\n")
-    text = modelfile_text("model-q4_k_m.gguf", llama3, "<|eot_id|>", system="Be brief.")
-    assert "FROM ./model-q4_k_m.gguf" in text and "<|start_header_id|>{{ .Role }}<|end_header_id|>" in text
-    assert text.count('PARAMETER stop "<|eot_id|>"') == 1 and 'SYSTEM """Be brief."""' in text
-    odd = modelfile_text("m.gguf", "{{ messages[0]['content'] }}", "</end>")
-    assert "TEMPLATE" not in odd and 'PARAMETER stop "</end>"' in odd
+def test_converter_version_matches_runtime_and_errors_read_well():
+    import llama_cpp
 
+    version = converter_version()
+    assert version.runtime == llama_cpp.__version__ and version.mismatch is None
+    assert version.llama_cpp_commit and len(version.llama_cpp_commit) == 40
+    from rhizome.export.converters import ConverterVersion
 
-def test_a_newer_adapter_drops_gguf_exported_from_the_old_one(tmp_path):
-    import os
-
-    from rhizome.export import drop_stale
-
-    export, adapter = tmp_path / "export", tmp_path / "adapter_model.safetensors"
-    export.mkdir()
-    old, kept = export / "model-q8_0.gguf", export / "model-f16.gguf"
-    old.write_bytes(b"GGUF")
-    adapter.write_bytes(b"weights")
-    kept.write_bytes(b"GGUF")
-    os.utime(old, (1_000_000, 1_000_000))
-    drop_stale(export, adapter)
-    assert not old.exists() and kept.exists()
+    assert "rerun `make setup`" in ConverterVersion("0.3.1", None, "0.3.36").mismatch
+    log = "INFO:hf-to-gguf:Loading model\nTraceback...\nNotImplementedError: BPE pre-tokenizer was not recognized\n"
+    assert converter_error(log) == "NotImplementedError: BPE pre-tokenizer was not recognized"

@@ -62,3 +62,30 @@ def test_hardware_detection_reports_cpu_here():
     hw = models.detect_hardware()
     assert hw.device in ("cpu", "cuda", "mps") and hw.cpu_threads >= 1
     assert hw.describe()
+
+
+def test_local_hf_cache_models_are_listed(tmp_path):
+    from rhizome.models import local_hf_models
+
+    (tmp_path / "models--HuggingFaceTB--SmolLM2-360M" / "snapshots" / "abc").mkdir(parents=True)
+    (tmp_path / "models--HuggingFaceTB--SmolLM2-360M" / "snapshots" / "abc" / "config.json").write_text("{}")
+    (tmp_path / "models--org--incomplete" / "snapshots" / "x").mkdir(parents=True)  # no config: not usable
+    (tmp_path / "datasets--org--data").mkdir()
+    assert local_hf_models(tmp_path) == ["HuggingFaceTB/SmolLM2-360M"]
+
+
+def test_gradient_checkpointing_is_on_above_a_billion_parameters():
+    import torch
+
+    from rhizome.config import TrainConfig
+    from rhizome.train.loop import use_checkpointing
+    from rhizome.workspace import UserError
+
+    small = torch.nn.Linear(10, 10)
+    assert not use_checkpointing("auto", small) and use_checkpointing("on", small)
+    assert not use_checkpointing("off", small)
+    big = torch.nn.Module()
+    big.w = torch.nn.Parameter(torch.empty(0).new_empty((1,)).expand(1_000_000_001), requires_grad=False)
+    assert use_checkpointing("auto", big)
+    with pytest.raises(UserError, match="gradient_checkpointing"):
+        TrainConfig(gradient_checkpointing="sometimes")

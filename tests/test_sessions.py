@@ -21,7 +21,7 @@ from rhizome.chat.history import delete_session, fit_history, split_reasoning, u
 from rhizome.chat.sessions import SessionStore, Turn, check_name
 from rhizome.config import BuildConfig, ChatConfig
 from rhizome.memory.live import LiveChunks
-from rhizome.workspace import UserError, Workspace
+from rhizome.workspace import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ChatConfig(retrieval=False, temperature=0.0, max_tokens=8)
@@ -149,7 +149,6 @@ import sys
 from rhizome.chat import answer
 from rhizome.config import ChatConfig
 from rhizome.chat.history import update_session
-from rhizome.workspace import Workspace
 ws = Workspace(sys.argv[1])
 cfg = ChatConfig(retrieval=False, temperature=0.0, max_tokens=6)
 update_session(ws, "k", private=True)  # private: no embedder to load, the test stays quick

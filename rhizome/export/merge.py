@@ -3,7 +3,7 @@
 The run folder tells us the base (`config.yaml`'s `model`, else the adapter's
 `base_model_name_or_path`); `rhizome.models.load_causal_lm` resolves it offline (the bundled GGUF
 is dequantised once). The merged folder (safetensors + tokenizer + chat template) loads with
-plain `from_pretrained`, and is what the GGUF writer converts.
+plain `from_pretrained`, and is what llama.cpp's converter turns into a GGUF.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from ..models import BUNDLED, resolve_gguf
+from ..models import BUNDLED, GEMMA, resolve_gguf
 from ..workspace import UserError, Workspace, read_json
 
 
@@ -33,7 +33,7 @@ class RunAdapter:
     @property
     def base_gguf(self) -> Path | None:
         """The GGUF the base came from (bundled or a .gguf path): its metadata is carried over."""
-        if self.base_spec in (BUNDLED, "base") or self.base_spec.endswith(".gguf"):
+        if self.base_spec in (BUNDLED, GEMMA, "base") or self.base_spec.endswith(".gguf"):
             return resolve_gguf(self.base_spec)
         return None
 
@@ -101,12 +101,31 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_merged(model: Any, tokenizer: Any, out_dir: Path) -> Path:
+def save_merged(model: Any, tokenizer: Any, out_dir: Path, base_spec: str | None = None) -> Path:
     """safetensors + config + tokenizer (with its chat template), written atomically."""
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        if base_spec:
+            keep_tokenizer_class(base_spec, tmp)
     return Path(out_dir)
+
+
+def keep_tokenizer_class(base_spec: str, merged: Path) -> None:
+    """The base's declared tokenizer class, which transformers 5 rewrites on save: llama.cpp's
+    converter reads it (Phi-3/Phi-4 models declare GPT2Tokenizer for a byte-level vocabulary)."""
+    import json
+
+    from ..models import resolve_train_model
+
+    base = Path(resolve_train_model(base_spec)) / "tokenizer_config.json"
+    ours = merged / "tokenizer_config.json"
+    if not base.is_file() or not ours.is_file():
+        return
+    declared = json.loads(base.read_text(encoding="utf-8")).get("tokenizer_class")
+    config = json.loads(ours.read_text(encoding="utf-8"))
+    if declared and config.get("tokenizer_class") != declared:
+        ours.write_text(json.dumps({**config, "tokenizer_class": declared}, indent=2), encoding="utf-8")
 
 
 def copy_adapter(adapter_dir: Path, out_dir: Path) -> Path:

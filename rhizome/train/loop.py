@@ -85,8 +85,8 @@ def _training_args(run: Run, precision: str, max_steps: int, evaluate: bool) -> 
         metric_for_best_model="eval_loss" if eval_steps else None, greater_is_better=False,
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
         save_total_limit=None,  # rotation is ours: newest + best by validation loss
-        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not _has_cuda(),
-        gradient_checkpointing=False,  # recomputation costs ~30% time; a LoRA on a small model fits without
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=detect_hardware().device == "cpu",
+        gradient_checkpointing=False,  # turned on by `use_checkpointing` (auto: above 1B parameters)
         max_length=None, packing=False, padding_free=False,  # our collator packs; examples are pre-fitted
         dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         report_to="none", disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False,
@@ -94,10 +94,15 @@ def _training_args(run: Run, precision: str, max_steps: int, evaluate: bool) -> 
     )
 
 
-def _has_cuda() -> bool:
-    import torch
+CHECKPOINTING_ABOVE = 1_000_000_000  # parameters: below, recomputation costs ~30% time for little memory
 
-    return torch.cuda.is_available()
+
+def use_checkpointing(setting: str, model) -> bool:
+    """on / off as asked; auto turns it on for models above 1B parameters."""
+    if setting != "auto":
+        return setting == "on"
+    return sum(p.numel() for p in model.parameters()) > CHECKPOINTING_ABOVE
+
 
 
 def _build_trainer(run: Run, model, tokenizer, train: SplitData, validation: SplitData, stop_event, progress,
@@ -105,13 +110,15 @@ def _build_trainer(run: Run, model, tokenizer, train: SplitData, validation: Spl
     config, procs = run.config, run.procs
     evaluate = bool(config.eval_steps and validation.rows)
     args = _training_args(run, precision, _max_steps(config, len(train.rows), procs.world), evaluate)
+    if use_checkpointing(config.gradient_checkpointing, model):
+        args.gradient_checkpointing, args.gradient_checkpointing_kwargs = True, {"use_reentrant": False}
     sampler = ThemeWeightedSampler(train.weights, train.lengths, config.batch_size, seed=config.seed,
                                    weighted=config.weighted_sampling,
                                    group_by_length=config.group_by_length and not config.packing)
     tracker = ThemeTracker(train.themes)
     stop = StopCallback(stop_event, run.dir)
     callbacks = [DiversityCallback(tracker), stop, CheckpointStateCallback(run.dir, sampler, tracker, config.save_total_limit)]
-    if not config.num_threads and procs.world == 1 and not _has_cuda():
+    if not config.num_threads and procs.world == 1 and detect_hardware().device == "cpu":
         callbacks.append(ThreadsCallback())
     if evaluate and config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience,

@@ -17,8 +17,11 @@ from ..workspace import UserError
 from .common import Context, esc, guard, notice, run_streaming, stage_bars
 
 QUANTS = [("Q8_0 — near-lossless, half the size of F16", "q8_0"),
+          ("Q6_K — very close to F16", "q6_k"),
+          ("Q5_K_M — good quality, smaller", "q5_k_m"),
           ("Q4_K_M — smallest, a little quality lost", "q4_k_m"),
-          ("F16 — exact, largest", "f16")]
+          ("F16 — exact, largest", "f16"),
+          ("BF16 — exact range, for GPUs with bfloat16", "bf16")]
 
 
 def build(ctx: Context) -> SimpleNamespace:
@@ -80,11 +83,26 @@ def _result(ctx: Context, run_id: str, paths: dict[str, Any]) -> tuple:
     if sizes:
         rows += "<tr><td><b>sizes</b></td><td>" + ", ".join(f"{esc(k)} {v} MB" for k, v in sizes.items()) + "</td></tr>"
     gguf = paths.get("gguf")
-    html = notice(f"Exported <b>{esc(run_id)}</b>.", "ok") + f"<table class='rz-table'>{rows}</table>"
+    html = notice(f"Exported <b>{esc(run_id)}</b>.", "ok") + check_html(paths) + f"<table class='rz-table'>{rows}</table>"
     if gguf:
         html += (f"<p class='rz-muted'>Ollama: <code>cd {esc(Path(gguf).parent)} &amp;&amp; ollama create "
                  f"{esc(run_id.lower())} -f Modelfile</code> · llama.cpp: <code>llama-cli -m {esc(gguf)}</code></p>")
     return html, gr.Button(visible=bool(gguf)), downloads or None, gr.Code(modelfile, visible=bool(modelfile))
+
+
+def check_html(paths: dict[str, Any]) -> str:
+    """The export check in one line: F16 agreement with the merged model, stops, warnings."""
+    check = paths.get("check") or {}
+    if check.get("status") != "ok":
+        return notice("The GGUF was not checked against the merged model (verify is off).", "info")
+    f16, quant = check.get("f16", {}), check.get("quantised")
+    text = (f"Checked on {check.get('prompts')} prompts ({esc(check.get('prompts_from', ''))}): the F16 GGUF picks "
+            f"the merged model's token {f16.get('agreement', 0):.0%} of the time ({f16.get('within_noise', 0):.0%} "
+            f"within F16 noise), same chat template and stop tokens; answers ended: {esc(f16.get('stopped', '?'))}.")
+    if quant:
+        text += f" {esc(quant['file'])} agrees on {quant.get('agreement', 0):.0%} of tokens."
+    warnings = "".join(notice(esc(w), "warn") for w in check.get("warnings", []))
+    return notice(text, "ok") + warnings
 
 
 SHOWN = [("gguf", "GGUF"), ("gguf_f16", "GGUF F16"), ("gguf_lora", "GGUF LoRA"), ("modelfile", "Modelfile"),

@@ -16,6 +16,7 @@ import gradio as gr
 
 from .. import jobs
 from ..config import TrainConfig, invalid_fields, train_defaults
+from ..models import GEMMA, GEMMA_GGUF_NAME, cache_dir, gemma_terms_path, local_hf_models
 from ..workspace import UserError
 from . import train_view
 from .common import Context, esc, guard, notice
@@ -68,8 +69,13 @@ def _settings(ctx: Context, d: TrainConfig) -> dict[str, gr.components.Component
     w: dict[str, Any] = {}
     with gr.Group():
         w["model"] = gr.Dropdown(_model_choices(ctx), value=BUNDLED_LABEL, allow_custom_value=True, label="Base model",
-                                 info="bundled = SmolLM2-135M-Instruct (offline). Or an HF id already in the local "
+                                 info="bundled = SmolLM2-135M-Instruct (offline); gemma3-270m = Google's Gemma 3 "
+                                      "270M base (offline, Gemma Terms of Use). Or an HF id already in the local "
                                       "cache, or a folder / .gguf under the workspace's models/")
+        terms = gemma_terms_path()
+        if terms:
+            gr.Markdown(f"<span class='rz-muted'>Gemma 3 270M is provided under the [Gemma Terms of Use]"
+                        f"(https://ai.google.dev/gemma/terms) (a copy ships with it: <code>{terms}</code>)</span>")
         w["trust_remote_code"] = gr.Checkbox(False, label="Trust remote code (only for models you trust)")
     with gr.Group():
         with gr.Row():
@@ -115,7 +121,8 @@ def _model_choices(ctx: Context) -> list[str]:
         for p in sorted(ctx.ws.models.iterdir()):
             if p.suffix == ".gguf" or (p / "config.json").is_file():
                 found.append(f"models/{p.name}")
-    return [BUNDLED_LABEL, *found]
+    gemma = [GEMMA] if (cache_dir() / GEMMA_GGUF_NAME).is_file() else []
+    return [BUNDLED_LABEL, *gemma, *found, *local_hf_models()]
 
 
 def widget_defaults(ctx: Context, device: str) -> list[Any]:
