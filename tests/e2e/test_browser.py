@@ -160,8 +160,10 @@ def test_export_writes_gguf(page):
     page.wait_for_function("() => /^\\d{8}-\\d{6}/.test(document.querySelector('#rz-export-run input')?.value || '')")
     page.get_by_text("Q8_0").first.click()
     page.locator("#rz-export").click()
-    page.get_by_text("Exported").first.wait_for(timeout=200_000)
-    assert ".gguf" in page.locator("#rz-export-files").inner_text()
+    # the result's notice, not the progress line "exported to …" that comes a moment before it
+    page.locator(".rz-ok", has_text="Exported").first.wait_for(timeout=200_000)
+    page.wait_for_function("() => (document.querySelector('#rz-export-files')?.innerText || '').includes('.gguf')",
+                           timeout=30_000)
     shot(page, "6_export")
 
 
