@@ -74,4 +74,6 @@ def test_users_benchmark_answers_every_concurrent_request(tmp_path):
     bench("bench_users.py", "--users", "2", "--questions", "1", "--out", str(tmp_path))
     summary = json.loads((tmp_path / "users_results.json").read_text())["summary"]
     assert summary["answered"] == summary["requests"] == 2 and summary["errors"] == 0
-    assert summary["ttft_p50_s"] > 0 and summary["tokens_per_s"] > 0
+    # the bundled model answers from the sample's notes by quoting them (issue 16's default), so a
+    # request may generate no tokens; what must hold is that every one is answered, in order
+    assert summary["ttft_p50_s"] > 0 and summary["tokens_per_s"] is not None

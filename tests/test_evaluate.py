@@ -73,7 +73,7 @@ def test_eval_has_all_four_rows_and_writes_json_and_markdown(evaluated):
     assert "| tuned + retrieval |" in (folder / "summary.md").read_text()
     ppl = result["perplexity"]
     assert ppl["base"]["perplexity"] > 1 and ppl["tuned"]["perplexity"] > 1 and ppl["base"]["per_theme"]
-    assert {e["stage"] for e in events} >= {"questions", "perplexity", "answers", "score"}
+    assert {e.stage for e in events} >= {"questions", "perplexity", "answers", "score"}
 
 
 @pytest.mark.slow

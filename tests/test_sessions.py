@@ -24,7 +24,8 @@ from rhizome.memory.live import LiveChunks
 from rhizome.workspace import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ChatConfig(retrieval=False, temperature=0.0, max_tokens=8)
+# generated answers (not the small model's extractive quotes): these tests read what the model says
+QUIET = ChatConfig(retrieval=False, temperature=0.0, max_tokens=8, answer_mode="generate")
 FACT = "Remember this: my locker code at the Zanzibar climbing gym is 4812."
 ASK_FACT = "What is the locker code at the Zanzibar climbing gym?"
 
@@ -149,6 +150,7 @@ import sys
 from rhizome.chat import answer
 from rhizome.config import ChatConfig
 from rhizome.chat.history import update_session
+from rhizome.workspace import Workspace
 ws = Workspace(sys.argv[1])
 cfg = ChatConfig(retrieval=False, temperature=0.0, max_tokens=6)
 update_session(ws, "k", private=True)  # private: no embedder to load, the test stays quick

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -112,11 +113,13 @@ def test_passwords_hashed_and_failures_slowed(tmp_path):
         parse_auth(["../x:pw"])
     throttle = Throttle(base=0.2, cap=1.0)
     check = make_checker(users, throttle)
-    assert asyncio.run(check("carol", "s3cret"))
+    # each check on a fresh loop in its own thread: a browser test's loop may be running in this one
+    run = lambda coro: ThreadPoolExecutor(1).submit(asyncio.run, coro).result()  # noqa: E731
+    assert run(check("carol", "s3cret"))
     for _ in range(3):
-        assert not asyncio.run(check("carol", "wrong"))
+        assert not run(check("carol", "wrong"))
     started = time.perf_counter()
-    assert not asyncio.run(check("carol", "wrong"))  # fourth failure: waits 0.2 * 2**2 s first
+    assert not run(check("carol", "wrong"))  # fourth failure: waits 0.2 * 2**2 s first
     assert time.perf_counter() - started >= 0.75
 
 
@@ -292,7 +295,7 @@ def test_path_tricks_in_upload_names_stay_inside(two_users):
     sources = [s["name"] for s in bob.predict(api_name="/sources")]
     assert sources and all(".." not in s and not s.startswith("/") for s in sources), sources
     assert not list(ws_root.parent.glob("escape.md")) and not (ws_root / "users" / "escape.md").exists()
-    with pytest.raises(Exception, match="not a valid session name"):
+    with pytest.raises(Exception, match="session name .* may only hold letters"):
         bob.predict("hello", "../../alice/api_sessions/x", api_name="/chat")
 
 
