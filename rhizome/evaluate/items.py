@@ -14,19 +14,14 @@ import random
 import sqlite3
 from typing import Any
 
-from ..workspace import UserError, Workspace, read_json, read_jsonl
+from ..workspace import UserError, Workspace, read_json
 
 
 def read_examples(ws: Workspace, split: str) -> list[dict[str, Any]]:
     """A split's examples; from `*_detailed.jsonl` when there, which adds each example's origin."""
-    path = ws.split_path(split, detailed=True)
-    path = path if path.is_file() else ws.split_path(split)
-    if not path.is_file():
-        return []
-    try:
-        return [row for row in read_jsonl(path) if isinstance(row.get("messages"), list)]
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSONL ({exc}): rebuild the dataset with `rhizome build`") from exc
+    from ..train.data import read_split
+
+    return read_split(ws, split, detailed=True)
 
 
 def require_test_split(ws: Workspace) -> list[dict[str, Any]]:

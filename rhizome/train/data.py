@@ -141,8 +141,10 @@ class SplitData:
         return [list(e.get("themes") or []) for e in self.examples]
 
 
-def read_split(ws: Workspace, split: str) -> list[dict[str, Any]]:
-    path = ws.split_path(split)
+def read_split(ws: Workspace, split: str, detailed: bool = False) -> list[dict[str, Any]]:
+    """A split's examples; `detailed`: from `*_detailed.jsonl` when there (each example's origin too)."""
+    path = ws.split_path(split, detailed=True) if detailed else ws.split_path(split)
+    path = path if path.is_file() else ws.split_path(split)
     if not path.is_file():
         return []
     try:
