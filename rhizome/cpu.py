@@ -12,6 +12,7 @@ with it for a core gets the core. No gradio, no torch here: this module is impor
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -99,8 +100,6 @@ def pool_threads(other: float | None = None) -> int:
 
 def fit_pools(threads: int) -> int:
     """Size torch's and FAISS's thread pools (whichever is loaded) for this process."""
-    import sys
-
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     if "faiss" in sys.modules:
@@ -117,8 +116,8 @@ def claimed_cores() -> int:
 def interactive_threads(pinned: int = 0, other: float | None = None) -> int:
     """Threads for interactive work (a chat answer's decoding, a transcription): `pinned` when the
     person set one, else the physical cores that are free now (`other`: the other processes' load,
-    measured when not given), at least one. Decoding threads
-    wait for each other every token, so they must not share a core with anything."""
+    measured when not given), at least one. Decoding threads wait for each other every token,
+    so they must not share a core with anything."""
     if pinned > 0:
         return pinned
     other = other_load() if other is None else other
@@ -130,10 +129,7 @@ def prompt_threads(pinned: int = 0, other: float | None = None) -> int:
     """Threads for reading a prompt (one large batched pass): the cores other processes leave
     free, including those this process's background work holds, which yields them at its lower
     priority. Busy threads need no waiting partner, so these cores are worth taking."""
-    if pinned > 0:
-        return pinned
-    other = other_load() if other is None else other
-    return max(1, physical_cores() - round(other))
+    return pinned if pinned > 0 else pool_threads(other)
 
 
 @contextmanager
