@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -49,19 +51,16 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
     raise RuntimeError(f"the app did not answer on {url} within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """`python app.py --workspace tmp --port N` on 127.0.0.1, stopped after the session."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (run `make browser`)")
-    workspace = tmp_path_factory.mktemp("e2e") / "ws"
+@contextmanager
+def serving(workspace: Path, log_name: str, *options: str) -> Iterator[str]:
+    """`python app.py --workspace WS --port N [options]` on 127.0.0.1; yields its URL, then stops it."""
     port = _free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "app_server.log"
+    log = ARTIFACTS / log_name
     env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "RHIZOME_AUTH", "GRADIO_TEMP_DIR")}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port),
+                                 *options], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_http(url, proc, log)
@@ -72,6 +71,21 @@ def app_url(tmp_path_factory):
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The app on one workspace, for the whole browser session."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (run `make browser`)")
+    with serving(tmp_path_factory.mktemp("e2e") / "ws", "app_server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """`serving`, for browser tests that start the app with other options (e.g. sign-in)."""
+    return serving
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,6 @@ ingest report and never the other person's.
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,47 +16,11 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the app did not answer on {url} within {timeout}s")
-
-
 @pytest.fixture(scope="module")
-def shared_url(browser, tmp_path_factory):
-    workspace = tmp_path_factory.mktemp("e2e-share") / "ws"
-    port = _free_port()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "app_share_server.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "RHIZOME_AUTH", "GRADIO_TEMP_DIR")}
-    args = [sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)]
-    for user, password in USERS.items():
-        args += ["--auth", f"{user}:{password}"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_http(url, proc, log)
+def shared_url(browser, launch_app, tmp_path_factory):
+    auth = [arg for user, password in USERS.items() for arg in ("--auth", f"{user}:{password}")]
+    with launch_app(tmp_path_factory.mktemp("e2e-share") / "ws", "app_share_server.log", *auth) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def sign_in(browser, url: str, user: str):
