@@ -258,6 +258,9 @@ class TrainConfig(StageConfig):
     """auto (bf16 on GPUs and CPUs that support it, else fp16 on GPUs, fp32 on CPUs), bf16, fp16 or fp32."""
     num_threads: int = 0
     """CPU threads per process (0: all cores shared among the processes of this machine)."""
+    grounded_fraction: float = 0.3
+    """Share of training examples shown with sources from memory, as the chat prompts, their replies
+    citing the source they agree with (keeps the tuned model using and citing its sources; 0: off)."""
     weighted_sampling: bool = True
     """Draw examples by their IPF weights so rare themes get a fair share."""
     packing: bool = False
@@ -313,6 +316,7 @@ class TrainConfig(StageConfig):
             raise UserError(f"lr_scheduler must be cosine, linear or constant, not {self.lr_scheduler!r}")
         if min(self.eval_steps, self.save_steps, self.num_threads, self.knowledge_test_size) < 0 or self.logging_steps < 1:
             raise UserError("eval_steps, save_steps, num_threads and knowledge_test_size must be >= 0, logging_steps >= 1")
+        _check_range("grounded_fraction", self.grounded_fraction, 0.0, 1.0)
         if self.gradient_checkpointing not in ("auto", "on", "off"):
             raise UserError(f"gradient_checkpointing must be auto, on or off, not {self.gradient_checkpointing!r}")
         if not self.target_modules:

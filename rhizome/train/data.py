@@ -173,11 +173,18 @@ def encode_split(tokenizer: Any, examples: list[dict[str, Any]], max_length: int
     return SplitData(rows, kept, drops)
 
 
-def load_training_data(ws: Workspace, tokenizer: Any, max_length: int) -> tuple[SplitData, SplitData, SplitData]:
-    """Train, validation and test splits; refuses a train split with nothing to learn."""
+def load_training_data(ws: Workspace, tokenizer: Any, max_length: int, grounded_fraction: float = 0.0,
+                       seed: int = 0) -> tuple[SplitData, SplitData, SplitData]:
+    """Train, validation and test splits; refuses a train split with nothing to learn.
+    `grounded_fraction` of the training examples get retrieved sources, as the chat shows them
+    (`grounded.py`); validation stays bare, so its loss compares across runs."""
     train_examples = read_split(ws, "train")
     if not train_examples:
         raise UserError(f"the training set {ws.split_path('train')} has no examples: run `rhizome build` first")
+    if grounded_fraction > 0:
+        from .grounded import ground_examples
+
+        train_examples, _ = ground_examples(ws, train_examples, grounded_fraction, seed)
     train = encode_split(tokenizer, train_examples, max_length)
     _check_trainable(ws.split_path("train"), train, len(train_examples), max_length)
     validation = encode_split(tokenizer, read_split(ws, "validation"), max_length)

@@ -33,7 +33,8 @@ def execute(ws: Workspace, run: Run, progress: ProgressFn | None, stop_event: th
     precision = choose_precision(config, hw)
     emit(progress, "train", 0, 0, message=f"loading {config.model} ({hw.device}, {precision}, {threads} threads/process)")
     model, tokenizer = load_model(config, hw, precision)
-    train, validation, test = load_training_data(ws, tokenizer, config.max_length)
+    train, validation, test = load_training_data(ws, tokenizer, config.max_length, config.grounded_fraction,
+                                                 config.seed)
     validation = _cap(validation, config.eval_max_examples if config.eval_steps else 0)
     if procs.main:
         write_json(run.dir / "data_report.json", _data_report(train, validation))
@@ -58,6 +59,7 @@ def _data_report(train: SplitData, validation: SplitData) -> dict[str, Any]:
     def describe(data: SplitData) -> dict[str, Any]:
         lengths = data.lengths
         return {"examples": len(data.rows), "dropped": dict(data.drops), "tokens": sum(lengths),
+                "grounded": sum(1 for e in data.examples if e.get("grounded")),
                 "max_tokens": max(lengths, default=0),
                 "trained_tokens": sum(sum(1 for x in r["labels"] if x != -100) for r in data.rows)}
 

@@ -59,7 +59,7 @@ def build(ctx: Context) -> SimpleNamespace:
 # ---- settings -------------------------------------------------------------------------------
 
 FIELDS = ["model", "trust_remote_code", "max_steps", "batch_size", "grad_accum", "learning_rate", "max_length",
-          "lora_r", "lora_alpha", "lora_dropout", "target_modules", "weighted_sampling", "packing", "qlora",
+          "lora_r", "lora_alpha", "lora_dropout", "target_modules", "weighted_sampling", "grounded_fraction", "packing", "qlora",
           "eval_steps", "save_steps", "logging_steps", "save_total_limit", "early_stopping_patience", "seed",
           "knowledge_test_size", "resume"]
 LABELS: dict[str, str] = {}  # field -> the label of its widget, for error messages
@@ -96,6 +96,9 @@ def _settings(ctx: Context, d: TrainConfig) -> dict[str, gr.components.Component
             w["weighted_sampling"] = gr.Checkbox(d.weighted_sampling, label="IPF-weighted sampling", min_width=90)
             w["packing"] = gr.Checkbox(d.packing, label="Packing", min_width=90)
             w["qlora"] = gr.Checkbox(d.qlora, label="QLoRA 4-bit (CUDA)", min_width=90)
+        w["grounded_fraction"] = gr.Slider(0, 1, value=d.grounded_fraction, step=0.05, label="Grounded share",
+                                           info="examples shown with sources from memory, as the chat asks, "
+                                                "their replies citing them (keeps the tuned model citing)")
         with gr.Row():
             w["eval_steps"] = gr.Number(d.eval_steps, precision=0, minimum=1, label="Eval every", min_width=90)
             w["save_steps"] = gr.Number(d.save_steps, precision=0, minimum=1, label="Save every", min_width=90)
