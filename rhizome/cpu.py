@@ -91,6 +91,30 @@ class LoadMeter:
         return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 
 
+_recent: dict[str, float] = {}
+_recent_lock = threading.Lock()
+
+
+def recent_load(period: float = 1.0) -> float:
+    """Cores other processes kept busy over about the last `period` seconds, without waiting:
+    a daemon thread reads /proc/stat every `period`. The first call measures once itself
+    (`other_load`, 150 ms) and starts the thread; later calls (each chat answer) cost nothing."""
+    with _recent_lock:
+        if "load" not in _recent:
+            _recent["load"] = other_load()
+            threading.Thread(target=_sample_load, args=(period,), daemon=True, name="rhizome-load").start()
+        return _recent["load"]
+
+
+def _sample_load(period: float) -> None:
+    meter = LoadMeter()
+    while True:
+        time.sleep(period)
+        load = meter.read()
+        if load is not None:
+            _recent["load"] = load
+
+
 def pool_threads(other: float | None = None) -> int:
     """Threads for a CPU pool (torch, FAISS/OpenMP) of a stage that runs now: the physical cores
     other processes leave free, at least one. More threads than free cores only adds waiting."""

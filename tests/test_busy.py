@@ -31,6 +31,24 @@ def built(tmp_path_factory):
     return ws, events
 
 
+def test_recent_load_sees_a_busy_process_without_waiting():
+    import subprocess
+    import sys
+
+    cpu.recent_load(period=0.25)  # starts the sampler
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(2.5)  # sampler periods with the spinner running (1 s if a chat started it first)
+        started = time.perf_counter()
+        load = cpu.recent_load()
+        spent = time.perf_counter() - started
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert spent < 0.01  # a chat answer no longer waits 150 ms to measure
+    assert load >= 0.5  # the spinner alone keeps most of a core busy
+
+
 def test_background_work_yields_and_the_chat_count_follows_it():
     before = cpu.interactive_threads(other=0.0)
     started, release = threading.Event(), threading.Event()

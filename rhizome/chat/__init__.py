@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ChatConfig
-from ..cpu import interactive_threads, other_load, prompt_threads
+from ..cpu import interactive_threads, prompt_threads, recent_load
 from ..models import bundled_gguf_path
 from ..workspace import UserError, Workspace, read_json
 from . import extract, rag
@@ -119,7 +119,7 @@ def _engine(choice: ModelChoice, config: ChatConfig):
     from .llm import ENGINES
 
     engine = ENGINES.get(choice.path, config.n_ctx, choice.lora_path, config.max_loaded_models)
-    other = other_load()  # the cores free now, not at load time
+    other = recent_load()  # the cores free now (the last second), not at load time
     engine.set_threads(interactive_threads(config.n_threads, other), prompt_threads(config.n_threads, other))
     return engine
 
