@@ -6,11 +6,14 @@ The app is launched for real (`python app.py` in a subprocess on 127.0.0.1) and 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -68,7 +71,9 @@ def two_users(tmp_path_factory):
     args = ["--workspace", str(tmp / "ws"), "--port", str(port)]
     for user, password in USERS.items():
         args += ["--auth", f"{user}:{password}"]
-    proc, url = _launch(tmp, args, {}, port)
+    # without ffmpeg a spoken answer is a file the handler returns (with it, a gradio stream)
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if not (Path(d) / "ffmpeg").exists())
+    proc, url = _launch(tmp, args, {"PATH": path}, port)
     try:
         yield url, tmp / "ws"
     finally:
@@ -297,6 +302,108 @@ def test_path_tricks_in_upload_names_stay_inside(two_users):
     assert not list(ws_root.parent.glob("escape.md")) and not (ws_root / "users" / "escape.md").exists()
     with pytest.raises(Exception, match="session name .* may only hold letters"):
         bob.predict("hello", "../../alice/api_sessions/x", api_name="/chat")
+
+
+def _event(http: httpx.Client, fn_index: int, data: list) -> list[dict]:
+    """Run one event of the page the way the browser does (queue/join, then its SSE stream);
+    every message it sent back."""
+    session = uuid.uuid4().hex[:12]
+    joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                      "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200, joined.text
+    messages = []
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}, timeout=300) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                messages.append(json.loads(line[5:]))
+                if messages[-1].get("msg") == "process_completed":
+                    break
+    return messages
+
+
+def _files_in(value, suffix: str) -> list[str]:
+    """The paths of gradio FileData objects (ending in `suffix`) anywhere in `value`."""
+    if isinstance(value, dict):
+        here = [value["path"]] if str(value.get("path", "")).endswith(suffix) else []
+        return here + [p for v in value.values() for p in _files_in(v, suffix)]
+    if isinstance(value, list):
+        return [p for v in value for p in _files_in(v, suffix)]
+    return []
+
+
+def test_files_a_handler_returns_are_served_to_the_requester_only(two_users):
+    """Alice's spoken answer (a WAV the Chat tab's handler returns) is hers: her file URL works,
+    Bob's and a signed-out client's are refused, and gradio serves the very file the app put in
+    its cache for her (not a fresh copy under a name the app never recorded)."""
+    url, ws_root = two_users
+    as_alice, as_bob, signed_out = _session(url, "alice"), _session(url, "bob"), _session(url, None)
+    config = as_alice.get("config").json()
+    by_id = {c["id"]: c for c in config["components"]}
+    ids = {c["props"].get("elem_id") or c["props"].get("label"): c["id"] for c in config["components"]}
+    ask = next(d for d in config["dependencies"]
+               if ids["rz-spoken"] in d["outputs"] and ids["rz-chat-input"] in d["inputs"])
+    wanted = {ids["rz-chat-input"]: "Say hello.", ids["Speak the answers"]: True, ids["rz-chat-max-tokens"]: 16,
+              ids["Ground answers in my documents (retrieval)"]: False}
+    data = [wanted.get(i, by_id[i]["props"].get("value")) for i in ask["inputs"]]
+    messages = _event(as_alice, ask["id"], data)
+    assert messages[-1].get("success"), messages[-1]
+    [wav] = set(_files_in(messages, ".wav"))
+    cached = Path(wav)
+    assert (ws_root / ".uploads").resolve() in cached.parents  # in gradio's cache, as the app recorded it
+    mine = as_alice.get(f"gradio_api/file={wav}")
+    assert mine.status_code == 200 and mine.content[:4] == b"RIFF", mine.status_code
+    assert as_bob.get(f"gradio_api/file={wav}").status_code == 403
+    assert as_bob.get(f"gradio_api/file/{wav}").status_code == 403
+    assert signed_out.get(f"gradio_api/file={wav}").status_code in (401, 403)
+    # a file in gradio's cache that no one is recorded to own is no one's to download
+    stray = cached.parent.parent / ("0" * 64) / "stray.txt"
+    stray.parent.mkdir()
+    stray.write_text("left in the cache by nobody known")
+    assert as_alice.get(f"gradio_api/file={stray}").status_code == 403
+
+
+def _load_app():
+    spec = importlib.util.spec_from_file_location("rhizome_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_persons_write_never_holds_up_anothers(tmp_path, monkeypatch):
+    """Alice's workspace is busy writing (its write slot held): Bob's upload, in his own
+    workspace, goes through at once, while Alice's own next upload waits for hers, then runs.
+    They upload the same bytes (one path in gradio's upload folder): Bob's ingest must not take
+    Alice's upload away from her."""
+    from gradio_client import handle_file
+    from gradio_client.utils import Status
+
+    from rhizome import slots
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # the app sets it; put back after
+    port, ws_root = _free_port(), tmp_path / "ws"
+    args = ["--workspace", str(ws_root), "--port", str(port)]
+    for user, password in USERS.items():
+        args += ["--auth", f"{user}:{password}"]
+    app = _load_app()
+    demo = app.serve(app.parse_args(args), prevent_thread_lock=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        note = tmp_path / "note.md"
+        note.write_text("# A note\n\nTomatoes want sun, water at the roots and a stake by June.\n")
+        alice, bob = _client(url, "alice"), _client(url, "bob")
+        with slots.workspace_write(Workspace(ws_root / "users" / "alice")):
+            waiting = alice.submit([handle_file(str(note))], api_name="/upload")
+            deadline = time.time() + 60
+            while waiting.status().code != Status.PROCESSING and time.time() < deadline:
+                time.sleep(0.1)
+            assert waiting.status().code == Status.PROCESSING  # in a gradio worker, waiting for her slot
+            report = bob.submit([handle_file(str(note))], api_name="/upload").result(timeout=120)
+            assert report["files"][0]["status"] == "ok"
+            assert not waiting.done()
+        assert waiting.result(timeout=120)["files"][0]["status"] == "ok"
+        assert [s["name"] for s in alice.predict(api_name="/sources")] == ["note.md"]
+    finally:
+        demo.close()
 
 
 def test_share_without_auth_is_refused(tmp_path):
