@@ -6,6 +6,7 @@ The app is launched for real (`python app.py` in a subprocess on 127.0.0.1) and 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib.util
 import json
 import os
@@ -161,6 +162,52 @@ def test_workspace_follows_the_request_into_threads_and_never_defaults(tmp_path)
     LocalContext.request.set(None)
     assert seen["copied"] == tmp_path / "ws" / "users" / "alice"
     assert isinstance(seen["plain"], UserError)
+
+
+def test_a_returned_file_is_its_requesters_and_goes_with_a_demo_session(tmp_path):
+    """`Spaces.own_output` (what every file a handler returns goes through), per request."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from rhizome.ui.users import Spaces
+
+    def serving(spaces: Spaces, **who) -> None:
+        LocalContext.request.set(gr.Request(**who))
+
+    def run(fn, *args):  # each call in a context of its own, as gradio runs each request
+        return contextvars.copy_context().run(fn, *args)
+
+    def export(spaces: Spaces, user: str) -> tuple[Path, Path]:
+        serving(spaces, username=user)
+        gguf = spaces.current().root / "runs" / "r1" / "export" / "model.gguf"
+        gguf.parent.mkdir(parents=True, exist_ok=True)
+        gguf.write_bytes(b"GGUF" + bytes(4096))  # the same bytes for both: still two owned copies
+        return gguf, Path(spaces.own_output(gguf))
+
+    spaces = Spaces(tmp_path / "ws", "users")
+    spaces.building = False
+    alices, cached = run(export, spaces, "alice")
+    assert spaces.uploads in cached.parents and cached.read_bytes() == alices.read_bytes()
+    assert spaces.may_read("alice", cached) and not spaces.may_read("bob", cached)
+    assert not spaces.may_read(None, cached)
+    assert run(lambda: (serving(spaces, username="alice"), spaces.own_output(alices))[1]) == str(cached)  # reused
+    _, bobs = run(export, spaces, "bob")
+    assert bobs != cached and spaces.may_read("bob", bobs) and not spaces.may_read("bob", cached)
+    with pytest.raises(UserError, match="not a file of your workspace"):
+        run(lambda: (serving(spaces, username="bob"), spaces.own_output(alices)))
+
+    demo = Spaces(tmp_path / "demo", "demo", idle_s=0)
+    demo.building = False
+
+    def speak() -> Path:
+        serving(demo, session_hash="abc123")
+        wav = demo.current().root / ".uploads" / "speech" / "answer.wav"
+        wav.parent.mkdir(parents=True)
+        wav.write_bytes(b"RIFF" + bytes(64))
+        return Path(demo.own_output(wav))
+    spoken = run(speak)
+    assert spoken.is_file() and demo.may_read(None, spoken)  # a demo: the unguessable name is the key
+    assert demo.sweep() == ["s-abc123"] and not spoken.exists() and not spoken.parent.exists()
 
 
 def test_shared_machine_trains_one_at_a_time_and_shows_the_queue_position():
