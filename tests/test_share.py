@@ -351,13 +351,18 @@ def test_path_tricks_in_upload_names_stay_inside(two_users):
         bob.predict("hello", "../../alice/api_sessions/x", api_name="/chat")
 
 
-def _event(http: httpx.Client, fn_index: int, data: list) -> list[dict]:
+def _join(http: httpx.Client, fn_index: int, data: list, session: str) -> httpx.Response:
+    return http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                    "event_data": None, "trigger_id": None})
+
+
+def _event(http: httpx.Client, fn_index: int, data: list, session: str | None = None) -> list[dict]:
     """Run one event of the page the way the browser does (queue/join, then its SSE stream);
-    every message it sent back."""
-    session = uuid.uuid4().hex[:12]
-    joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
-                                                      "event_data": None, "trigger_id": None})
-    assert joined.status_code == 200, joined.text
+    every message it sent back. `session`: the page's session hash, already joined."""
+    if session is None:
+        session = uuid.uuid4().hex[:12]
+        joined = _join(http, fn_index, data, session)
+        assert joined.status_code == 200, joined.text
     messages = []
     with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}, timeout=300) as events:
         for line in events.iter_lines():
@@ -407,6 +412,25 @@ def test_files_a_handler_returns_are_served_to_the_requester_only(two_users):
     stray.parent.mkdir()
     stray.write_text("left in the cache by nobody known")
     assert as_alice.get(f"gradio_api/file={stray}").status_code == 403
+
+
+def test_a_page_session_is_its_signed_in_owners(two_users):
+    """Gradio keys an event's messages, a streamed output (the spoken answer with ffmpeg) and the
+    page's heartbeat by the page's session hash alone, and serves streams without sign-in: Bob,
+    or a signed-out client, naming Alice's session is refused; Alice gets her answer."""
+    url, _ = two_users
+    as_alice, as_bob, signed_out = _session(url, "alice"), _session(url, "bob"), _session(url, None)
+    sources = next(d for d in as_alice.get("config").json()["dependencies"] if d.get("api_name") == "sources")
+    session = uuid.uuid4().hex[:12]
+    assert _join(as_alice, sources["id"], [], session).status_code == 200
+    stream = f"gradio_api/stream/{session}/0/1/playlist.m3u8"
+    assert as_alice.get(stream).status_code == 404  # hers: gradio answers (there is no such stream)
+    assert as_bob.get(stream).status_code == 403 and signed_out.get(stream).status_code == 403
+    assert as_bob.get("gradio_api/queue/data", params={"session_hash": session}).status_code == 403
+    assert as_bob.get(f"gradio_api/heartbeat/{session}").status_code == 403
+    assert _join(as_bob, sources["id"], [], session).status_code == 403
+    messages = _event(as_alice, sources["id"], [], session=session)
+    assert messages[-1].get("success"), messages[-1]
 
 
 def _load_app():

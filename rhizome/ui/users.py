@@ -77,6 +77,7 @@ class Spaces:
         self._unclaimed: dict[Path, int] = {}  # a demo's anonymous uploads not yet used by a session
         self._outputs: dict[Path, str] = {}  # files handlers returned, in gradio's cache
         self._public: set[Path] = set()  # what gradio cached while the page was built
+        self._sessions: dict[str, str] = {}  # gradio page session hash -> who uses it (users mode)
         self._secret = secrets.token_bytes(32)  # output folder names nobody can guess
         self._lock = threading.Lock()  # opening a workspace
         self._owners_lock = threading.Lock()
@@ -159,6 +160,16 @@ class Spaces:
             del self._owners[path]
             self._unclaimed.pop(path, None)
             return True
+
+    def claim_session(self, session: str, user: str | None) -> bool:
+        """Whether signed-in `user` may use gradio's page session `session` (users mode): the
+        first person to use a session hash owns it; signed-out clients own none."""
+        if self.mode != "users":
+            return True
+        if user is None:
+            return False
+        with self._owners_lock:
+            return self._sessions.setdefault(session, user) == user
 
     def may_read(self, user: str | None, target: Path) -> bool:
         """Whether a signed-in `user` may download `target` through gradio's file route.
