@@ -433,6 +433,28 @@ def test_a_page_session_is_its_signed_in_owners(two_users):
     assert messages[-1].get("success"), messages[-1]
 
 
+def test_the_data_tab_drops_an_ingested_upload_but_not_anothers(two_users):
+    """The Data tab's ingest copies an upload into the person's sources and deletes gradio's
+    copy, unless someone else uploaded the same bytes (one path) and has not ingested them yet."""
+    url, ws_root = two_users
+    as_alice, as_bob = _session(url, "alice"), _session(url, "bob")
+    config = as_alice.get("config").json()
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
+    ingest = next(d for d in config["dependencies"]
+                  if d["inputs"] == [ids["rz-upload"]] and ids["rz-ingest-summary"] in d["outputs"])
+    note = ("garden-plan.md", b"# Plan\n\nBeans along the fence, squash by the compost, mint in a pot.\n" * 3)
+    [path] = as_alice.post("gradio_api/upload", files={"files": note}).json()
+    assert as_bob.post("gradio_api/upload", files={"files": note}).json() == [path]  # same bytes, same path
+    messages = _event(as_alice, ingest["id"], [[{**_file_data(path), "orig_name": note[0]}]])
+    assert messages[-1].get("success"), messages[-1]
+    assert (ws_root / "users" / "alice" / "sources" / "garden-plan.md").is_file()
+    assert Path(path).is_file()  # Bob's upload of the same bytes is still his to ingest
+    messages = _event(as_bob, ingest["id"], [[{**_file_data(path), "orig_name": note[0]}]])
+    assert messages[-1].get("success"), messages[-1]
+    assert (ws_root / "users" / "bob" / "sources" / "garden-plan.md").is_file()
+    assert not Path(path).exists()  # no one needs gradio's copy any more
+
+
 def _load_app():
     spec = importlib.util.spec_from_file_location("rhizome_app", ROOT / "app.py")
     module = importlib.util.module_from_spec(spec)

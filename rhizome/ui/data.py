@@ -114,11 +114,14 @@ def _ingest(ctx: Context, paths: list, progress: Any) -> tuple:
 
 
 def _discard_uploads(ctx: Context, paths: list[str]) -> None:
-    """The core copied each upload into sources/; the upload copy is no longer needed."""
-    upload_root = ctx.ws.root / ".uploads"
+    """The core copied each upload into sources/; the upload copy is no longer needed. (Shared:
+    gradio's one upload folder, unless someone else uploaded the same bytes and still needs it.)"""
+    spaces = ctx.spaces
+    upload_root = ctx.ws.root / ".uploads" if spaces is None else spaces.uploads
     for path in paths:
-        folder = Path(path).parent
-        if folder != upload_root and upload_root in folder.parents:
+        folder = Path(path).resolve().parent
+        if folder != upload_root and upload_root in folder.parents and (
+                spaces is None or spaces.release_upload(path, spaces.key())):
             shutil.rmtree(folder, ignore_errors=True)
 
 
