@@ -69,7 +69,12 @@ def make_spaces(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    serve(parse_args(argv))
+
+
+def serve(args: argparse.Namespace, **launch: object):
+    """Build the app for `args` and launch it; `launch` adds options of gradio's `launch` (a test
+    serves it in its own process with `prevent_thread_lock=True`). Returns the Blocks."""
     from starlette.middleware import Middleware
 
     from rhizome import slots
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host, server_port=args.port, share=args.share,
         auth=make_checker(args.users) if args.users else None,
         max_file_size=args.max_file_size, allowed_paths=allowed, app_kwargs=app_kwargs,
-        theme=theme(), css=CSS, footer_links=["gradio"], show_error=False, quiet=False)
+        theme=theme(), css=CSS, footer_links=["gradio"], show_error=False, quiet=False, **launch)
+    return demo
 
 
 if __name__ == "__main__":

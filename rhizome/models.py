@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -123,14 +124,38 @@ def resolve_embedder(spec: str | None = None) -> str:
     return str(spec) if spec else str(bundled_embedder_path())
 
 
-@lru_cache(maxsize=2)
+_EMBEDDERS: dict[tuple[str | None, str | None], Any] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
 def load_embedder(spec: str | None = None, device: str | None = None) -> Any:
-    """A SentenceTransformer, loaded once per process."""
+    """A SentenceTransformer, loaded once per process (per model and device).
+
+    Several people's first requests may need it at the same moment: the lock makes the second
+    wait for the first's load and share it, instead of loading a second copy (double-checked,
+    so a loaded embedder is handed out without taking the lock).
+    """
+    key = (spec, device)
+    model = _EMBEDDERS.get(key)
+    if model is not None:
+        return model
+    with _EMBEDDERS_LOCK:
+        model = _EMBEDDERS.get(key)
+        if model is None:
+            model = _EMBEDDERS[key] = _load_embedder(resolve_embedder(spec), device or embedding_device())
+            load_embedder.loads += 1  # type: ignore[attr-defined]
+    return model
+
+
+load_embedder.loads = 0  # type: ignore[attr-defined]  # how many embedders this process loaded
+load_embedder.cache_clear = _EMBEDDERS.clear  # type: ignore[attr-defined]
+
+
+def _load_embedder(name: str, device: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    name = resolve_embedder(spec)
     try:
-        return SentenceTransformer(name, device=device or embedding_device())
+        return SentenceTransformer(name, device=device)
     except OSError as exc:
         raise UserError(f"cannot load embedder {name!r} offline: {exc}") from exc
 

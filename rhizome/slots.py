@@ -1,15 +1,21 @@
-"""Limits a shared machine needs: one training at a time for everyone, with a queue position.
+"""Limits a shared machine needs: one training at a time for everyone, with a queue position,
+and one writing stage at a time per workspace.
 
 A public demo serves many visitors on one small machine. `configure(one_training=True,
 max_train_steps=N)` (the app does this in demo mode) makes every training wait its turn in a
 first-come queue, reporting "position k" events while it waits, and caps its steps. Without a
-call nothing changes: a local app trains at once, one run per workspace (`jobs.py`). No gradio.
+call nothing changes: a local app trains at once, one run per workspace (`jobs.py`).
+
+`workspace_write(ws)` is the slot of the stages that write a workspace (ingest, build, export):
+one at a time in a workspace, so two clicks never build over each other, while another person's
+workspace (sign-in, demo sessions) goes on at once. No gradio.
 """
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from .events import ProgressFn, emit
@@ -93,3 +99,23 @@ def training_turn(report: ProgressFn | None = None,
         return
     with TRAINING.turn(report, stop):
         yield
+
+
+_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def workspace_write(ws: Any, report: ProgressFn | None = None) -> Iterator[None]:
+    """Hold `ws`'s write slot (its stages that write: ingest, build, export), waiting while
+    another stage of the same workspace holds it; other workspaces' slots are their own."""
+    root = Path(ws.root).resolve()
+    with _WRITERS_LOCK:
+        lock = _WRITERS.setdefault(root, threading.Lock())
+    if not lock.acquire(blocking=False):
+        emit(report, "waiting", message="waiting for the other step running in this workspace to finish")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

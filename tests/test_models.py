@@ -89,3 +89,25 @@ def test_gradient_checkpointing_is_on_above_a_billion_parameters():
     assert use_checkpointing("auto", big)
     with pytest.raises(UserError, match="gradient_checkpointing"):
         TrainConfig(gradient_checkpointing="sometimes")
+
+
+def test_embedder_is_loaded_once_when_two_users_ask_at_once():
+    """Two people's first requests at the same moment share one embedder (one load, one object)."""
+    import threading
+
+    models.load_embedder.cache_clear()
+    before, start, got = models.load_embedder.loads, threading.Barrier(2), []
+
+    def first_request() -> None:
+        start.wait()
+        got.append(models.load_embedder(None, "cpu"))
+
+    threads = [threading.Thread(target=first_request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(got) == 2 and got[0] is got[1]
+    assert models.load_embedder.loads - before == 1
+    assert models.load_embedder(None, "cpu") is got[0]  # later calls: the same, no lock taken
+    assert got[0].encode(["a sentence"]).shape == (1, 384)

@@ -6,11 +6,15 @@ The app is launched for real (`python app.py` in a subprocess on 127.0.0.1) and 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import importlib.util
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -68,7 +72,9 @@ def two_users(tmp_path_factory):
     args = ["--workspace", str(tmp / "ws"), "--port", str(port)]
     for user, password in USERS.items():
         args += ["--auth", f"{user}:{password}"]
-    proc, url = _launch(tmp, args, {}, port)
+    # without ffmpeg a spoken answer is a file the handler returns (with it, a gradio stream)
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if not (Path(d) / "ffmpeg").exists())
+    proc, url = _launch(tmp, args, {"PATH": path}, port)
     try:
         yield url, tmp / "ws"
     finally:
@@ -156,6 +162,52 @@ def test_workspace_follows_the_request_into_threads_and_never_defaults(tmp_path)
     LocalContext.request.set(None)
     assert seen["copied"] == tmp_path / "ws" / "users" / "alice"
     assert isinstance(seen["plain"], UserError)
+
+
+def test_a_returned_file_is_its_requesters_and_goes_with_a_demo_session(tmp_path):
+    """`Spaces.own_output` (what every file a handler returns goes through), per request."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from rhizome.ui.users import Spaces
+
+    def serving(spaces: Spaces, **who) -> None:
+        LocalContext.request.set(gr.Request(**who))
+
+    def run(fn, *args):  # each call in a context of its own, as gradio runs each request
+        return contextvars.copy_context().run(fn, *args)
+
+    def export(spaces: Spaces, user: str) -> tuple[Path, Path]:
+        serving(spaces, username=user)
+        gguf = spaces.current().root / "runs" / "r1" / "export" / "model.gguf"
+        gguf.parent.mkdir(parents=True, exist_ok=True)
+        gguf.write_bytes(b"GGUF" + bytes(4096))  # the same bytes for both: still two owned copies
+        return gguf, Path(spaces.own_output(gguf))
+
+    spaces = Spaces(tmp_path / "ws", "users")
+    spaces.building = False
+    alices, cached = run(export, spaces, "alice")
+    assert spaces.uploads in cached.parents and cached.read_bytes() == alices.read_bytes()
+    assert spaces.may_read("alice", cached) and not spaces.may_read("bob", cached)
+    assert not spaces.may_read(None, cached)
+    assert run(lambda: (serving(spaces, username="alice"), spaces.own_output(alices))[1]) == str(cached)  # reused
+    _, bobs = run(export, spaces, "bob")
+    assert bobs != cached and spaces.may_read("bob", bobs) and not spaces.may_read("bob", cached)
+    with pytest.raises(UserError, match="not a file of your workspace"):
+        run(lambda: (serving(spaces, username="bob"), spaces.own_output(alices)))
+
+    demo = Spaces(tmp_path / "demo", "demo", idle_s=0)
+    demo.building = False
+
+    def speak() -> Path:
+        serving(demo, session_hash="abc123")
+        wav = demo.current().root / ".uploads" / "speech" / "answer.wav"
+        wav.parent.mkdir(parents=True)
+        wav.write_bytes(b"RIFF" + bytes(64))
+        return Path(demo.own_output(wav))
+    spoken = run(speak)
+    assert spoken.is_file() and demo.may_read(None, spoken)  # a demo: the unguessable name is the key
+    assert demo.sweep() == ["s-abc123"] and not spoken.exists() and not spoken.parent.exists()
 
 
 def test_shared_machine_trains_one_at_a_time_and_shows_the_queue_position():
@@ -297,6 +349,154 @@ def test_path_tricks_in_upload_names_stay_inside(two_users):
     assert not list(ws_root.parent.glob("escape.md")) and not (ws_root / "users" / "escape.md").exists()
     with pytest.raises(Exception, match="session name .* may only hold letters"):
         bob.predict("hello", "../../alice/api_sessions/x", api_name="/chat")
+
+
+def _join(http: httpx.Client, fn_index: int, data: list, session: str) -> httpx.Response:
+    return http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                    "event_data": None, "trigger_id": None})
+
+
+def _event(http: httpx.Client, fn_index: int, data: list, session: str | None = None) -> list[dict]:
+    """Run one event of the page the way the browser does (queue/join, then its SSE stream);
+    every message it sent back. `session`: the page's session hash, already joined."""
+    if session is None:
+        session = uuid.uuid4().hex[:12]
+        joined = _join(http, fn_index, data, session)
+        assert joined.status_code == 200, joined.text
+    messages = []
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}, timeout=300) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                messages.append(json.loads(line[5:]))
+                if messages[-1].get("msg") == "process_completed":
+                    break
+    return messages
+
+
+def _files_in(value, suffix: str) -> list[str]:
+    """The paths of gradio FileData objects (ending in `suffix`) anywhere in `value`."""
+    if isinstance(value, dict):
+        here = [value["path"]] if str(value.get("path", "")).endswith(suffix) else []
+        return here + [p for v in value.values() for p in _files_in(v, suffix)]
+    if isinstance(value, list):
+        return [p for v in value for p in _files_in(v, suffix)]
+    return []
+
+
+def test_files_a_handler_returns_are_served_to_the_requester_only(two_users):
+    """Alice's spoken answer (a WAV the Chat tab's handler returns) is hers: her file URL works,
+    Bob's and a signed-out client's are refused, and gradio serves the very file the app put in
+    its cache for her (not a fresh copy under a name the app never recorded)."""
+    url, ws_root = two_users
+    as_alice, as_bob, signed_out = _session(url, "alice"), _session(url, "bob"), _session(url, None)
+    config = as_alice.get("config").json()
+    by_id = {c["id"]: c for c in config["components"]}
+    ids = {c["props"].get("elem_id") or c["props"].get("label"): c["id"] for c in config["components"]}
+    ask = next(d for d in config["dependencies"]
+               if ids["rz-spoken"] in d["outputs"] and ids["rz-chat-input"] in d["inputs"])
+    wanted = {ids["rz-chat-input"]: "Say hello.", ids["Speak the answers"]: True, ids["rz-chat-max-tokens"]: 16,
+              ids["Ground answers in my documents (retrieval)"]: False}
+    data = [wanted.get(i, by_id[i]["props"].get("value")) for i in ask["inputs"]]
+    messages = _event(as_alice, ask["id"], data)
+    assert messages[-1].get("success"), messages[-1]
+    [wav] = set(_files_in(messages, ".wav"))
+    cached = Path(wav)
+    assert (ws_root / ".uploads").resolve() in cached.parents  # in gradio's cache, as the app recorded it
+    mine = as_alice.get(f"gradio_api/file={wav}")
+    assert mine.status_code == 200 and mine.content[:4] == b"RIFF", mine.status_code
+    assert as_bob.get(f"gradio_api/file={wav}").status_code == 403
+    assert as_bob.get(f"gradio_api/file/{wav}").status_code == 403
+    assert signed_out.get(f"gradio_api/file={wav}").status_code in (401, 403)
+    # a file in gradio's cache that no one is recorded to own is no one's to download
+    stray = cached.parent.parent / ("0" * 64) / "stray.txt"
+    stray.parent.mkdir()
+    stray.write_text("left in the cache by nobody known")
+    assert as_alice.get(f"gradio_api/file={stray}").status_code == 403
+
+
+def test_a_page_session_is_its_signed_in_owners(two_users):
+    """Gradio keys an event's messages, a streamed output (the spoken answer with ffmpeg) and the
+    page's heartbeat by the page's session hash alone, and serves streams without sign-in: Bob,
+    or a signed-out client, naming Alice's session is refused; Alice gets her answer."""
+    url, _ = two_users
+    as_alice, as_bob, signed_out = _session(url, "alice"), _session(url, "bob"), _session(url, None)
+    sources = next(d for d in as_alice.get("config").json()["dependencies"] if d.get("api_name") == "sources")
+    session = uuid.uuid4().hex[:12]
+    assert _join(as_alice, sources["id"], [], session).status_code == 200
+    stream = f"gradio_api/stream/{session}/0/1/playlist.m3u8"
+    assert as_alice.get(stream).status_code == 404  # hers: gradio answers (there is no such stream)
+    assert as_bob.get(stream).status_code == 403 and signed_out.get(stream).status_code == 403
+    assert as_bob.get("gradio_api/queue/data", params={"session_hash": session}).status_code == 403
+    assert as_bob.get(f"gradio_api/heartbeat/{session}").status_code == 403
+    assert _join(as_bob, sources["id"], [], session).status_code == 403
+    messages = _event(as_alice, sources["id"], [], session=session)
+    assert messages[-1].get("success"), messages[-1]
+
+
+def test_the_data_tab_drops_an_ingested_upload_but_not_anothers(two_users):
+    """The Data tab's ingest copies an upload into the person's sources and deletes gradio's
+    copy, unless someone else uploaded the same bytes (one path) and has not ingested them yet."""
+    url, ws_root = two_users
+    as_alice, as_bob = _session(url, "alice"), _session(url, "bob")
+    config = as_alice.get("config").json()
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
+    ingest = next(d for d in config["dependencies"]
+                  if d["inputs"] == [ids["rz-upload"]] and ids["rz-ingest-summary"] in d["outputs"])
+    note = ("garden-plan.md", b"# Plan\n\nBeans along the fence, squash by the compost, mint in a pot.\n" * 3)
+    [path] = as_alice.post("gradio_api/upload", files={"files": note}).json()
+    assert as_bob.post("gradio_api/upload", files={"files": note}).json() == [path]  # same bytes, same path
+    messages = _event(as_alice, ingest["id"], [[{**_file_data(path), "orig_name": note[0]}]])
+    assert messages[-1].get("success"), messages[-1]
+    assert (ws_root / "users" / "alice" / "sources" / "garden-plan.md").is_file()
+    assert Path(path).is_file()  # Bob's upload of the same bytes is still his to ingest
+    messages = _event(as_bob, ingest["id"], [[{**_file_data(path), "orig_name": note[0]}]])
+    assert messages[-1].get("success"), messages[-1]
+    assert (ws_root / "users" / "bob" / "sources" / "garden-plan.md").is_file()
+    assert not Path(path).exists()  # no one needs gradio's copy any more
+
+
+def _load_app():
+    spec = importlib.util.spec_from_file_location("rhizome_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_persons_write_never_holds_up_anothers(tmp_path, monkeypatch):
+    """Alice's workspace is busy writing (its write slot held): Bob's upload, in his own
+    workspace, goes through at once, while Alice's own next upload waits for hers, then runs.
+    They upload the same bytes (one path in gradio's upload folder): Bob's ingest must not take
+    Alice's upload away from her."""
+    from gradio_client import handle_file
+    from gradio_client.utils import Status
+
+    from rhizome import slots
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # the app sets it; put back after
+    port, ws_root = _free_port(), tmp_path / "ws"
+    args = ["--workspace", str(ws_root), "--port", str(port)]
+    for user, password in USERS.items():
+        args += ["--auth", f"{user}:{password}"]
+    app = _load_app()
+    demo = app.serve(app.parse_args(args), prevent_thread_lock=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        note = tmp_path / "note.md"
+        note.write_text("# A note\n\nTomatoes want sun, water at the roots and a stake by June.\n")
+        alice, bob = _client(url, "alice"), _client(url, "bob")
+        with slots.workspace_write(Workspace(ws_root / "users" / "alice")):
+            waiting = alice.submit([handle_file(str(note))], api_name="/upload")
+            deadline = time.time() + 60
+            while waiting.status().code != Status.PROCESSING and time.time() < deadline:
+                time.sleep(0.1)
+            assert waiting.status().code == Status.PROCESSING  # in a gradio worker, waiting for her slot
+            report = bob.submit([handle_file(str(note))], api_name="/upload").result(timeout=120)
+            assert report["files"][0]["status"] == "ok"
+            assert not waiting.done()
+        assert waiting.result(timeout=120)["files"][0]["status"] == "ok"
+        assert [s["name"] for s in alice.predict(api_name="/sources")] == ["note.md"]
+    finally:
+        demo.close()
 
 
 def test_share_without_auth_is_refused(tmp_path):

@@ -51,6 +51,9 @@ def build_app(workspace: str | os.PathLike, on_space: bool | None = None, spaces
         _wire(ctx, demo, ui)
     if spaces is not None:
         spaces.building = False  # from now on a workspace is only ever the request's own
+        # what gradio cached for the page itself (component values) is everyone's; any other
+        # file in its cache is an upload or a handler's output, served to its owner only
+        spaces.mark_public([path for files in demo.temp_file_sets for path in files])
     demo.rhizome_context = ctx  # type: ignore[attr-defined]
     return demo
 

@@ -16,11 +16,11 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from .. import jobs
+from .. import jobs, slots
 from ..config import ChatConfig
 from ..workspace import UserError, Workspace, read_json
 from .common import Context, guard
-from .users import CHAT_QUEUE
+from .users import CHAT_QUEUE, WRITE_QUEUE
 
 def build(ctx: Context) -> SimpleNamespace:
     """Hidden components that carry the endpoints (call this inside the Blocks)."""
@@ -30,10 +30,9 @@ def build(ctx: Context) -> SimpleNamespace:
         result = gr.JSON(label="result")
         buttons = [gr.Button(name) for name in ("upload", "sources", "build", "chat")]
     upload, sources, build_btn, chat = buttons
-    write = dict(concurrency_limit=1, concurrency_id="workspace-write")  # like the Data tab's buttons
-    upload.click(guard(lambda paths: upload_files(ctx, paths)), [files], [result], api_name="upload", **write)
+    upload.click(guard(lambda paths: upload_files(ctx, paths)), [files], [result], api_name="upload", **WRITE_QUEUE)
     sources.click(guard(lambda: list_sources(ctx.ws)), None, [result], api_name="sources")
-    build_btn.click(guard(lambda: build_dataset(ctx)), None, [result], api_name="build", **write)
+    build_btn.click(guard(lambda: build_dataset(ctx)), None, [result], api_name="build", **WRITE_QUEUE)
     chat.click(guard(partial(chat_once, ctx)), [message, session], [result], api_name="chat",
                **CHAT_QUEUE)
     return SimpleNamespace(files=files, result=result)
@@ -50,7 +49,8 @@ def upload_files(ctx: Context, paths: list[str] | None) -> dict[str, Any]:
         if not ws.contains(path):
             raise UserError(f"{Path(path).name}: upload did not land in your workspace; please upload it again")
     try:
-        return plain(ingest_paths(ws, paths))
+        with slots.workspace_write(ws):
+            return plain(ingest_paths(ws, paths))
     except UserError:
         report = read_json(ws.ingest_report) or {}
         if report.get("files"):
@@ -58,8 +58,9 @@ def upload_files(ctx: Context, paths: list[str] | None) -> dict[str, Any]:
         raise
     finally:
         for path in paths:  # the core copied each into sources/; drop gradio's upload folder <sha256>/
-            folder = Path(path).parent
-            if not Workspace(ws.root).contains(path) and re.fullmatch(r"[0-9a-f]{64}", folder.name):
+            folder = Path(path).parent  # (unless someone else uploaded the same bytes and still needs it)
+            if not Workspace(ws.root).contains(path) and re.fullmatch(r"[0-9a-f]{64}", folder.name) and (
+                    ctx.spaces is None or ctx.spaces.release_upload(path, ctx.spaces.key())):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -79,7 +80,8 @@ def build_dataset(ctx: Context) -> dict[str, Any]:
     ws = ctx.ws
     if not ws.corpus.is_file():
         raise UserError("nothing to build yet: upload files first (/upload)")
-    return plain(build(ws))
+    with slots.workspace_write(ws):
+        return plain(build(ws))
 
 
 def chat_once(ctx: Context, message: str, session: str | None) -> Iterator[dict[str, Any]]:

@@ -22,7 +22,7 @@ from ..chat.history import split_reasoning
 from ..config import ChatConfig
 from ..workspace import UserError
 from . import chat_sessions
-from .common import Context, esc, guard, notice
+from .common import Context, esc, guard, notice, owned_output
 from .users import CHAT_QUEUE
 
 BASE = "base"
@@ -273,7 +273,7 @@ def speak_answer_wav(ctx: Context, text: str, voice: str | None, speed: float) -
     out = ctx.ws.root / ".uploads" / "speech" / f"answer-{uuid.uuid4().hex[:8]}.wav"
     out.parent.mkdir(parents=True, exist_ok=True)
     spoken = synthesize(text, out, voice=voice or None, speed=float(speed), ws=ctx.ws)
-    return str(spoken.path), engines_html(ctx, spoke=spoken)
+    return owned_output(ctx, spoken.path), engines_html(ctx, spoke=spoken)
 
 
 def spoken_line(spoke: Any) -> str:

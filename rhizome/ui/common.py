@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from .. import jobs
+from .. import jobs, slots
 from ..events import Event
 from ..workspace import UserError, Workspace, read_json
 
@@ -61,6 +61,13 @@ class Context:
         return path.resolve()
 
 
+def owned_output(ctx: Context, path: str | os.PathLike) -> str:
+    """Every file a handler returns goes out through this: when the app is shared the file is
+    put into gradio's cache as the requester's own (`Spaces.own_output`), and gradio's file
+    route serves it to them only; a single-user app returns the path for gradio to copy."""
+    return str(path) if ctx.spaces is None else ctx.spaces.own_output(path)
+
+
 def guard(fn: Callable) -> Callable:
     """Wrap a handler so the user sees one clear line, never a traceback."""
     if inspect.isgeneratorfunction(fn):
@@ -90,15 +97,22 @@ def _as_gr_error(exc: Exception) -> gr.Error:
     return gr.Error(f"Unexpected {type(exc).__name__}: {exc}. Details are in the server log.", title="Something went wrong")
 
 
-def run_streaming(call: Callable[[Callable[[Event], None]], Any], poll: float = 0.4
+def run_streaming(call: Callable[[Callable[[Event], None]], Any], poll: float = 0.4, writes: Workspace | None = None
                   ) -> Iterator[tuple[list[Event], Any, bool]]:
     """Run `call(progress)` as a background job; yield (events so far, result, finished) as it works.
 
     The work survives a closed page (the job goes on and writes its files); the page just
     stops hearing about it. It yields the CPU to a chat answer (`cpu.background_work`).
-    A failure is re-raised here, where `guard` formats it.
+    `writes`: the workspace the work writes; the job holds its write slot while it runs (so a
+    closed page does not free the slot early). A failure is re-raised here, where `guard` formats it.
     """
-    job = jobs.run_in_background(lambda job: call(job.record), kind="stage", yields=True)
+    def work(job: jobs.Job) -> Any:
+        if writes is None:
+            return call(job.record)
+        with slots.workspace_write(writes, job.record):
+            return call(job.record)
+
+    job = jobs.run_in_background(work, kind="stage", yields=True)
     for _ in job.updates(poll):
         yield job.events, None, False
     job.raise_if_failed()

@@ -14,11 +14,13 @@ from typing import Any, Iterator
 
 import gradio as gr
 
+from .. import slots
 from ..config import BuildConfig
 from ..events import Event
 from ..workspace import UserError, read_json
 from . import corpus, curation_ui
 from .common import Context, cards, esc, fmt_num, guard, notice, run_streaming, stage_bars
+from .users import WRITE_QUEUE
 
 STATUS_ICON = {"ok": "✓ ok", "skipped": "– skipped", "error": "✗ error"}
 REPORT_HEADERS = ["File", "Status", "Format", "Records", "New", "Details"]
@@ -73,11 +75,11 @@ def _build_import(ctx: Context) -> SimpleNamespace:
                                   interactive=False, wrap=True, max_height=360, elem_id="rz-ingest-report",
                                   column_widths=["24%", "10%", "12%", "10%", "7%", "37%"])
     outputs = [summary, report, files]
-    # Stages that write the workspace run one at a time (concurrency_limit=1), whoever clicks.
+    # Stages that write the workspace run one at a time in it (`slots.workspace_write`), whoever clicks.
     upload = ingest_btn.click(guard(lambda paths, progress=gr.Progress(): ingest_uploads(ctx, paths, progress)),
-                              [files], outputs, concurrency_limit=1, concurrency_id="workspace-write")
+                              [files], outputs, **WRITE_QUEUE)
     sample = sample_btn.click(guard(lambda progress=gr.Progress(): ingest_samples(ctx, progress)), None, outputs,
-                              concurrency_limit=1, concurrency_id="workspace-write")
+                              **WRITE_QUEUE)
     return SimpleNamespace(done=[upload, sample], report=report, summary=summary)
 
 
@@ -103,7 +105,8 @@ def _ingest(ctx: Context, paths: list, progress: Any) -> tuple:
     from ..ingest import ingest_paths
 
     try:
-        report = ingest_paths(ctx.ws, paths, progress=_gr_progress(progress))
+        with slots.workspace_write(ctx.ws):
+            report = ingest_paths(ctx.ws, paths, progress=_gr_progress(progress))
     except UserError as exc:  # nothing usable: the report on disk still says why, file by file
         gr.Warning(str(exc))
         report = read_json(ctx.ws.ingest_report)
@@ -111,11 +114,14 @@ def _ingest(ctx: Context, paths: list, progress: Any) -> tuple:
 
 
 def _discard_uploads(ctx: Context, paths: list[str]) -> None:
-    """The core copied each upload into sources/; the upload copy is no longer needed."""
-    upload_root = ctx.ws.root / ".uploads"
+    """The core copied each upload into sources/; the upload copy is no longer needed. (Shared:
+    gradio's one upload folder, unless someone else uploaded the same bytes and still needs it.)"""
+    spaces = ctx.spaces
+    upload_root = ctx.ws.root / ".uploads" if spaces is None else spaces.uploads
     for path in paths:
-        folder = Path(path).parent
-        if folder != upload_root and upload_root in folder.parents:
+        folder = Path(path).resolve().parent
+        if folder != upload_root and upload_root in folder.parents and (
+                spaces is None or spaces.release_upload(path, spaces.key())):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -202,8 +208,7 @@ def _build_build(ctx: Context) -> SimpleNamespace:
             result = gr.HTML(build_summary(_metadata(ctx)), elem_id="rz-build-result")
     inputs = [dedup, quality, method, temperature, context_turns, themes_per, w_min, w_max, chunk, overlap,
               split, system, memory, conversations]
-    done = build_btn.click(guard(partial(run_build, ctx)), inputs, [result], concurrency_limit=1,
-                           concurrency_id="workspace-write")
+    done = build_btn.click(guard(partial(run_build, ctx)), inputs, [result], **WRITE_QUEUE)
     return SimpleNamespace(done=[done], result=result)
 
 
@@ -221,7 +226,8 @@ def run_build(ctx: Context, dedup, quality, method, temperature, context_turns, 
         include_conversations=bool(conversations))
     if not ctx.ws.corpus.is_file() and not (conversations and conversations_count(ctx)):
         raise UserError("the corpus is empty: ingest some files first (Import)")
-    for events, meta, finished in run_streaming(lambda progress: build_dataset(ctx.ws, config, progress=progress)):
+    for events, meta, finished in run_streaming(lambda progress: build_dataset(ctx.ws, config, progress=progress),
+                                                writes=ctx.ws):
         yield stage_bars(events, finished) + (build_summary(meta) if finished else "")
 
 

@@ -14,7 +14,8 @@ import gradio as gr
 
 from ..config import ExportConfig
 from ..workspace import UserError
-from .common import Context, esc, guard, notice, run_streaming, stage_bars
+from .common import Context, esc, guard, notice, owned_output, run_streaming, stage_bars
+from .users import WRITE_QUEUE
 
 QUANTS = [("Q8_0 — near-lossless, half the size of F16", "q8_0"),
           ("Q6_K — very close to F16", "q6_k"),
@@ -44,7 +45,7 @@ def build(ctx: Context) -> SimpleNamespace:
             files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="rz-export-files")
             modelfile = gr.Code(label="Modelfile", language=None, interactive=False, visible=False)
     done = go_btn.click(guard(partial(run_export, ctx)), [run, quant, gguf_lora], [result, use, files, modelfile],
-                        concurrency_limit=1, concurrency_id="workspace-write")
+                        **WRITE_QUEUE)
     refresh.click(guard(lambda r: run_picker(ctx, r)), [run], [run])
     return SimpleNamespace(run=run, quant=quant, done=done, use=use)
 
@@ -68,14 +69,15 @@ def run_export(ctx: Context, run_id: str | None, quant: str, gguf_lora: bool) ->
     run_id = ctx.run_id(run_id)
     config = ExportConfig(quant=quant, gguf_lora=bool(gguf_lora))
     skip = gr.skip()
-    for events, paths, finished in run_streaming(lambda progress: export_run(ctx.ws, run_id, config, progress)):
+    for events, paths, finished in run_streaming(lambda progress: export_run(ctx.ws, run_id, config, progress),
+                                                writes=ctx.ws):
         if not finished:
             yield stage_bars(events), skip, skip, skip
     yield _result(ctx, run_id, paths)
 
 
 def _result(ctx: Context, run_id: str, paths: dict[str, Any]) -> tuple:
-    downloads = [str(p) for p in _downloads(paths) if ctx.ws.contains(p)]
+    downloads = [owned_output(ctx, p) for p in _downloads(paths) if ctx.ws.contains(p)]
     modelfile = _modelfile_text(paths)
     rows = "".join(f"<tr><td><b>{esc(label)}</b></td><td><code>{esc(paths[key])}</code></td></tr>"
                    for key, label in SHOWN if paths.get(key))

@@ -4,11 +4,17 @@ In `users` mode a file under `users/<name>/` is served only to <name>, and an up
 whoever uploaded it (403 otherwise); the uploader is recorded from gradio's own `/upload`
 response and its sign-in cookie. Added with `launch(app_kwargs={"middleware": [...]})`, so it
 runs inside gradio's own middlewares and sees plain (uncompressed) responses.
+
+Gradio's per-page routes are keyed by the page's session hash alone: an event's messages
+(`queue/data`), a streamed output such as the spoken answer (`stream/<session>/...`, which
+gradio serves even without sign-in) and the page's heartbeat. In `users` mode a session hash
+belongs to the signed-in person who first uses it, and those routes refuse everyone else.
 """
 from __future__ import annotations
 
 import json
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,22 @@ def _file_target(path: str) -> Path | None:
                 return Path(rest).expanduser().resolve()
             except (OSError, ValueError, RuntimeError):
                 return Path("/nonexistent")
+    return None
+
+
+def _page_session(scope: dict) -> str | None:
+    """The session hash a per-page route names (None for other routes)."""
+    path, method = scope.get("path", ""), scope.get("method")
+    for marker in ("/gradio_api/stream/", "/gradio_api/heartbeat/"):
+        at = path.find(marker)
+        if at != -1 and method == "GET":
+            parts = path[at + len(marker):].split("/")
+            # stream/<session>/<run>/<component>/<file>; POST stream/<event_id> is not per page
+            if marker.endswith("heartbeat/") or len(parts) >= 4:
+                return parts[0]
+    if method == "GET" and path.rstrip("/").endswith(("/gradio_api/queue/data", "/gradio_api/deep_link")):
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return (query.get("session_hash") or [""])[0]
     return None
 
 
@@ -58,6 +80,12 @@ class FileGate:
         if scope["type"] != "http" or self.spaces.mode == "single":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if self.spaces.mode == "users":
+            session = _page_session(scope)
+            if session is not None and not self.spaces.claim_session(session, _signed_in(scope)):
+                return await _refuse(send)
+            if scope.get("method") == "POST" and path.rstrip("/").endswith("/gradio_api/queue/join"):
+                return await self._join(scope, receive, send)
         target = _file_target(path)
         if target is not None:
             if not self.spaces.may_read(_signed_in(scope), target):
@@ -66,6 +94,31 @@ class FileGate:
         if scope.get("method") == "POST" and path.rstrip("/").endswith("/upload"):
             return await self._upload(scope, receive, send)
         await self.app(scope, receive, send)
+
+    async def _join(self, scope: dict, receive: Any, send: Any) -> None:
+        """An event joins the queue for a page session: refused if that session is someone else's."""
+        chunks, message = [], {"more_body": True}
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+        body = b"".join(chunks)
+        try:
+            session = json.loads(body).get("session_hash")
+        except (ValueError, AttributeError):
+            session = None
+        if isinstance(session, str) and not self.spaces.claim_session(session, _signed_in(scope)):
+            return await _refuse(send)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, replay, send)
 
     async def _upload(self, scope: dict, receive: Any, send: Any) -> None:
         user, body, start = _signed_in(scope), [], {}

@@ -13,12 +13,19 @@ resolve per request without any handler being changed. A thread that a handler s
 in a copy of the handler's context (`contextvars.copy_context().run`); without a request the
 answer is an error, never somebody else's workspace.
 
-`filegate.FileGate` guards gradio's file route with `Spaces.may_read`.
+`filegate.FileGate` guards gradio's file route with `Spaces.may_read`. A file a handler returns
+(an export's GGUF, a spoken answer's WAV) goes through `Spaces.own_output`, which puts it into
+gradio's cache under a name of its own and records whose request it answered; gradio serves an
+already-cached path as it is, and the gate gives it to that owner only.
 """
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import hmac
 import logging
+import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -34,6 +41,10 @@ MODES = ("single", "users", "demo")
 # one at a time on a CPU, so two slots: one generating, one retrieving or speaking; the rest wait
 # in gradio's queue, which shows each person their place, and no one's page blocks another's.
 CHAT_QUEUE = {"concurrency_id": "chat", "concurrency_limit": 2}
+# The stages that write a workspace (ingest, build, export, the API's /upload and /build) take
+# turns per workspace (`slots.workspace_write`), so one person's build never holds up another's.
+# Gradio's queue caps how many people's run at once (each yields the CPU to chat answers).
+WRITE_QUEUE = {"concurrency_id": "workspace-write", "concurrency_limit": 4}
 
 
 class UserWorkspace(Workspace):
@@ -62,7 +73,12 @@ class Spaces:
         self.building = True  # while the page is built there is no request: an empty workspace answers
         self._spaces: dict[str, UserWorkspace] = {}
         self._used: dict[str, float] = {}
-        self._owners: dict[Path, str | None] = {}
+        self._owners: dict[Path, set[str]] = {}  # uploads: who uploaded each
+        self._unclaimed: dict[Path, int] = {}  # a demo's anonymous uploads not yet used by a session
+        self._outputs: dict[Path, str] = {}  # files handlers returned, in gradio's cache
+        self._public: set[Path] = set()  # what gradio cached while the page was built
+        self._sessions: dict[str, str] = {}  # gradio page session hash -> who uses it (users mode)
+        self._secret = secrets.token_bytes(32)  # output folder names nobody can guess
         self._lock = threading.Lock()  # opening a workspace
         self._owners_lock = threading.Lock()
 
@@ -108,32 +124,104 @@ class Spaces:
     # ---- who may read which file -------------------------------------------------------------
 
     def record_upload(self, path: str | Path, user: str | None) -> None:
-        self._owners[Path(path).resolve()] = user
+        """`user` uploaded `path` (None: an anonymous upload, in a demo). Gradio names an upload
+        by its content, so two people who upload the same bytes share one path: each owns it."""
+        path = Path(path).resolve()
+        with self._owners_lock:
+            self._owners.setdefault(path, set())
+            if user is None:
+                self._unclaimed[path] = self._unclaimed.get(path, 0) + 1
+            else:
+                self._owners[path].add(user)
 
     def claim(self, path: Path, key: str) -> bool:
         """Whether `key` owns the upload `path`. An anonymous upload (a demo without sign-in:
         gradio's upload route knows no session) belongs to the first session that uses it."""
         with self._owners_lock:
-            if path not in self._owners:
+            owners = self._owners.get(path)
+            if owners is None:
                 return False
-            if self._owners[path] is None and self.mode == "demo":
-                self._owners[path] = key
-            return self._owners[path] == key
+            if key not in owners and self.mode == "demo" and self._unclaimed.get(path, 0) > 0:
+                self._unclaimed[path] -= 1
+                owners.add(key)
+            return key in owners
 
-    def owner(self, path: Path) -> str | None:
-        """Who uploaded `path` (users mode: the name; demo mode: the session key is unknown to
-        gradio's upload route, so None)."""
-        return self._owners.get(path)
+    def release_upload(self, path: str | Path, key: str | None) -> bool:
+        """`key` is done with its upload `path` (ingested); True when no one else still holds it,
+        so gradio's copy may be deleted."""
+        path = Path(path).resolve()
+        with self._owners_lock:
+            owners = self._owners.get(path)
+            if owners is None:
+                return True
+            owners.discard(key)
+            if owners or self._unclaimed.get(path, 0):
+                return False
+            del self._owners[path]
+            self._unclaimed.pop(path, None)
+            return True
+
+    def claim_session(self, session: str, user: str | None) -> bool:
+        """Whether signed-in `user` may use gradio's page session `session` (users mode): the
+        first person to use a session hash owns it; signed-out clients own none."""
+        if self.mode != "users":
+            return True
+        if user is None:
+            return False
+        with self._owners_lock:
+            return self._sessions.setdefault(session, user) == user
 
     def may_read(self, user: str | None, target: Path) -> bool:
-        """Whether a signed-in `user` may download `target` through gradio's file route."""
+        """Whether a signed-in `user` may download `target` through gradio's file route.
+
+        In `users` mode gradio's cache (the upload folder) is closed by default: an upload is
+        its uploader's, a returned file its requester's, and only what gradio cached while the
+        page was built (component values) is everyone's. A demo's file route knows no session,
+        so there a cached file's unguessable folder name is what keeps it private.
+        """
         if self.mode == "single":
             return True
         if _inside(target, self.people):
             return self.mode == "users" and user is not None and _inside(target, self.people / user)
-        if target in self._owners and self.mode == "users":
-            return user is not None and self._owners[target] == user
-        return True  # gradio's own rules decide (its cache: paths with a secret hash in them)
+        if self.mode != "users":
+            return True
+        if target in self._outputs:
+            return user is not None and self._outputs[target] == user
+        if target in self._owners:
+            return user is not None and user in self._owners[target]
+        if _inside(target, self.uploads):
+            return target in self._public
+        return True  # outside the workspace and the cache: gradio's own rules decide
+
+    def mark_public(self, paths: Any) -> None:
+        """Files gradio cached while building the page (the same for everyone)."""
+        self._public.update(Path(p).resolve() for p in paths)
+
+    def own_output(self, path: str | Path) -> str:
+        """`path` (a file a handler returns) as a file in gradio's cache owned by this request's
+        person (users mode) or session (demo). Gradio serves a path already in its cache as is,
+        so the path returned here is the one the page downloads, and `may_read` guards it.
+
+        The folder is a keyed hash of the owner and the file's identity: the same file handed to
+        the same person again reuses its copy, and no one can derive another person's folder.
+        The copy is a hard link where the file system allows it (a GGUF is large).
+        """
+        key = self.key()
+        if key is None:
+            raise UserError("this action has no signed-in session; please reload the page")
+        source = Path(path).resolve()
+        if not self.current().contains(source):  # a handler's bug must not hand out someone else's file
+            raise UserError(f"{source.name} is not a file of your workspace")
+        stat = source.stat()
+        ident = f"{key}\0{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+        folder = self.uploads / hmac.new(self._secret, ident, hashlib.sha256).hexdigest()
+        target = folder / source.name
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(source, target)
+        with self._owners_lock:
+            self._outputs[target] = key
+        return str(target)
 
     # ---- demo: temporary workspaces ----------------------------------------------------------
 
@@ -150,8 +238,17 @@ class Spaces:
                 self._spaces.pop(key, None)
                 self._used.pop(key, None)
             shutil.rmtree(space.root, ignore_errors=True)
+            self._drop_outputs(key)
             gone.append(key)
         return gone
+
+    def _drop_outputs(self, key: str) -> None:
+        with self._owners_lock:
+            mine = [p for p, owner in self._outputs.items() if owner == key]
+            for path in mine:
+                del self._outputs[path]
+        for path in mine:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
     def start_sweeper(self, every: float = 60.0) -> threading.Thread:
         from ..jobs import active_job
@@ -170,6 +267,20 @@ class Spaces:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s content at once (never half written): a hard link, or a copy
+    renamed into place where links are not possible (another file system)."""
+    staging = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+    try:
+        os.link(source, staging)
+    except OSError:
+        shutil.copy2(source, staging)
+    try:
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def in_request_context(fn: Callable, *args: Any) -> Callable[[], Any]:
