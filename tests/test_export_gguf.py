@@ -6,8 +6,8 @@ real LoRA steps through `python -m rhizome train --model FOLDER` (the CLI's own 
 target modules: Phi-3's are mapped to its fused qkv_proj), the real export (converter, F16, export
 check), and then llama.cpp's greedy tokens for a fixed prompt must equal transformers' greedy tokens
 on the merged model. The Phi-3 folder is named "phi3", so its GGUF's name would send llama.cpp down
-its Phi-3 vocabulary path, which needs tokens SmolLM2 lacks (`converters.loadable_name`). Damaged folders and an architecture llama.cpp cannot convert
-get one clear message each.
+its Phi-3 vocabulary path, which needs tokens SmolLM2 lacks (`converters.loadable_name`). Damaged
+folders and an architecture llama.cpp cannot convert get one clear message each.
 """
 import json
 

@@ -5,10 +5,11 @@ run holds at its peak, every example taken as max_length tokens long: the frozen
 load dtype; the LoRA weights with their gradients and Adam's two moments (fp32); the activations
 kept for the backward pass (batch × max_length × layers × bytes per hidden and MLP unit, or only
 each layer's input under gradient checkpointing on a GPU); the logits over the vocabulary and
-their loss; and the process itself (torch, transformers, the tokenizer) plus a margin. `check_memory` compares that with what the device
-has free (CUDA: `torch.cuda.mem_get_info`; CPU and Apple MPS: the system's available memory, or
-$RHIZOME_MEMORY_LIMIT_MB) and refuses a run that cannot fit with both numbers and what to change.
-The factors were calibrated against measured peaks (bench/RESULTS.md, "Memory estimate").
+their loss; and the process itself (torch, transformers, the tokenizer) plus a margin.
+`check_memory` compares that with what the device has free (CUDA: `torch.cuda.mem_get_info`; CPU
+and Apple MPS: the system's available memory; or $RHIZOME_MEMORY_LIMIT_MB) and refuses a run that
+cannot fit, with both numbers and what to change. `plan_memory` does both for a run's config. The
+factors were calibrated against measured peaks (bench/RESULTS.md, "Memory estimate before training").
 """
 from __future__ import annotations
 

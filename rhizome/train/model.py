@@ -94,7 +94,8 @@ def lora_config(config: TrainConfig, model: Any) -> tuple[Any, str | None]:
     missing = [m for m in targets if m not in names]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise UserError(f"target_modules {missing} not found in {config.model}; its linear layers are: {', '.join(linear)}")
+        raise UserError(f"target_modules {missing} not found in {config.model}; its linear layers are: "
+                        f"{', '.join(linear)}")
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM"), note
 
