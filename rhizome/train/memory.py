@@ -28,7 +28,8 @@ MB = 2**20
 # Attention scores are not kept (SDPA kernels). The LM head runs only where a next token is trained
 # (loss.py), at worst every position: its logits, their float32 copy, log-softmax and gradient.
 # Calibrated on SmolLM2-135M, CPU, 8 x 384 tokens all trained: measured peaks 6.7 GB (bf16 autocast)
-# and 8.2 GB (float32), estimated 7.5 and 9.4 GB (bench/RESULTS.md, "Memory estimate").
+# and 8.2 GB (float32), estimated 7.5 and 9.4 GB; Gemma 3 270M, 2 x 384: 5.1 GB, estimated 5.6 GB
+# (bench/RESULTS.md, "Memory estimate before training").
 HIDDEN_BYTES = {2: 48, 4: 56}
 MLP_BYTES = {2: 8, 4: 16}
 LOGIT_BYTES = {2: 14, 4: 16}
