@@ -182,4 +182,6 @@ def test_converter_version_matches_runtime_and_errors_read_well():
 
     assert "rerun `make setup`" in ConverterVersion("0.3.1", None, "0.3.36").mismatch
     log = "INFO:hf-to-gguf:Loading model\nTraceback...\nNotImplementedError: BPE pre-tokenizer was not recognized\n"
-    assert converter_error(log) == "NotImplementedError: BPE pre-tokenizer was not recognized"
+    assert "tokenizer is not one this llama.cpp knows (NotImplementedError: BPE pre-tokenizer was not recognized)" \
+        in converter_error(log)
+    assert converter_error("Traceback...\nValueError: Missing tokenizer.model\nexit") == "ValueError: Missing tokenizer.model"

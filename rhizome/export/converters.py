@@ -76,6 +76,10 @@ def converter_error(log: str) -> str:
     if unsupported:
         return (f"architecture {unsupported.group(1)} is not supported by llama.cpp's converter (this llama.cpp "
                 "cannot run it); the merged Hugging Face folder is kept")
+    if "BPE pre-tokenizer was not recognized" in log:  # its tokenizer's splitting rules, fingerprinted
+        return ("the model's tokenizer is not one this llama.cpp knows (NotImplementedError: BPE pre-tokenizer "
+                "was not recognized); a model keeping its family's own tokenizer converts; the merged Hugging Face "
+                "folder is kept")
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     for line in reversed(lines):
         if re.match(r"^(\w+(Error|Exception)|ERROR:|Error:)", line) or "Error:" in line[:60]:
