@@ -1,18 +1,21 @@
 """Export of plain Hugging Face folders through llama.cpp's own converter, for six architectures.
 
 Tiny randomly initialised models (2 layers, hidden 64) of Llama, Mistral, Qwen2, Qwen3, Phi-3 and
-Gemma 3 carry the bundled SmolLM2 tokenizer. Each gets 2 real LoRA steps through
-`python -m rhizome train --model FOLDER` (the CLI's own `main`), the real export (converter, F16,
-export check), and then llama.cpp's greedy tokens for a fixed prompt must equal transformers'
-greedy tokens on the merged model. Damaged folders and an architecture llama.cpp cannot convert
-get one clear message each.
+Gemma 3 carry the bundled SmolLM2 tokenizer (Qwen2: Qwen's own, see `tiny_tokenizer`). Each gets 2
+real LoRA steps through `python -m rhizome train --model FOLDER` (the CLI's own `main`, default
+target modules: Phi-3's are mapped to its fused qkv_proj), the real export (converter, F16, export
+check), and then llama.cpp's greedy tokens for a fixed prompt must equal transformers' greedy tokens
+on the merged model. The Phi-3 folder is named "phi3", so its GGUF's name would send llama.cpp down
+its Phi-3 vocabulary path, which needs tokens SmolLM2 lacks (`converters.loadable_name`). Damaged
+folders and an architecture llama.cpp cannot convert get one clear message each.
 """
 import json
 
 import pytest
 
 from rhizome.config import ExportConfig
-from rhizome.export.converters import check_hf_folder, convert_hf, converter_error, converter_version
+from rhizome.export.converters import (check_hf_folder, convert_hf, converter_error, converter_version,
+                                       converters_dir)
 from rhizome.workspace import UserError, Workspace, write_jsonl
 
 PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time"
@@ -21,12 +24,25 @@ SHAPE = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden
              num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=2)
 
 
-def tiny_model(kind, folder):
-    """A small random model of architecture `kind`, saved with the bundled tokenizer."""
-    import torch
-    import transformers as tf
+def tiny_tokenizer(kind):
+    """The bundled SmolLM2 tokenizer; Qwen's own for qwen2 (transformers 5 reads any qwen2 model's
+    tokenizer as Qwen2Tokenizer, whose splitting with another vocabulary no converter recognises),
+    from llama.cpp's Qwen2 vocabulary test file that set-up installs with the converters."""
+    from transformers import AutoTokenizer
 
     from rhizome.models import resolve_train_model
+
+    if kind == "qwen2":
+        vocab = converters_dir() / "models" / "ggml-vocab-qwen2.gguf"
+        assert vocab.is_file(), f"{vocab} missing: rerun `make setup`"
+        return AutoTokenizer.from_pretrained(str(vocab.parent), gguf_file=vocab.name)
+    return AutoTokenizer.from_pretrained(resolve_train_model("bundled"))
+
+
+def tiny_model(kind, folder):
+    """A small random model of architecture `kind`, saved with its tokenizer."""
+    import torch
+    import transformers as tf
 
     configs = {
         "llama": (tf.LlamaConfig, tf.LlamaForCausalLM, dict(tie_word_embeddings=False)),
@@ -37,16 +53,17 @@ def tiny_model(kind, folder):
         "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, dict(head_dim=16, sliding_window=64)),
     }
     config_cls, model_cls, extra = configs[kind]
+    tokenizer = tiny_tokenizer(kind)
+    ids = dict(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+               bos_token_id=tokenizer.bos_token_id) if kind == "qwen2" else {}
     torch.manual_seed(0)
-    model = model_cls(config_cls(**{**SHAPE, **extra}))
+    model = model_cls(config_cls(**{**SHAPE, **extra, **ids}))
     with torch.no_grad():  # larger-than-default weights, so greedy choices are far from ties
         for name, p in model.named_parameters():
             if p.ndim > 1:
                 p.normal_(0, 0.3)
     model.eval().save_pretrained(str(folder))
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(resolve_train_model("bundled")).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
     if kind == "phi3":  # llama.cpp's Phi-3 converter reads a byte-level BPE only as Phi-4's GPT2Tokenizer
         config_path = folder / "tokenizer_config.json"
         config = json.loads(config_path.read_text())
@@ -84,25 +101,8 @@ def greedy_llama(path, ids, n):
         llm.close()
 
 
-# Qwen2 carrying the SmolLM2 tokenizer: transformers 5 loads any qwen2 model's tokenizer as its
-# Qwen2Tokenizer, which re-splits text with Qwen's own rules, so the converter's pre-tokenizer
-# fingerprint matches no known tokenizer (a real Qwen2 ships Qwen's tokenizer). Not provable here
-# without Qwen's vocabulary; strict, so it reports when that changes.
-QWEN2_TOKENIZER = pytest.mark.xfail(raises=UserError, strict=True,
-                                    reason="SmolLM2 tokenizer on qwen2 is re-split by transformers' Qwen2Tokenizer")
-
-
-# Phi-3 converts (as Phi-4 does, byte-level BPE declared as GPT2Tokenizer), but llama.cpp fails
-# to load the phi3 GGUF with this vocabulary ("error loading model vocabulary: unordered_map::at");
-# the export check catches it and the export fails cleanly. Phi-3's own SentencePiece tokenizer
-# is not available offline.
-PHI3_VOCAB = pytest.mark.xfail(raises=UserError, strict=True,
-                               reason="llama.cpp cannot load a phi3 GGUF with the SmolLM2 vocabulary")
-KNOWN = {"qwen2": QWEN2_TOKENIZER, "phi3": PHI3_VOCAB}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=KNOWN[k]) if k in KNOWN else k for k in ARCHS])
+@pytest.mark.parametrize("kind", ARCHS)
 def test_train_export_and_llama_cpp_agree(kind, tiny_models, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -112,12 +112,14 @@ def test_train_export_and_llama_cpp_agree(kind, tiny_models, tmp_path):
 
     ws = Workspace(tmp_path / "ws").ensure()
     _dataset(ws)
-    targets = ["qkv_proj", "o_proj"] if kind == "phi3" else ["q_proj", "v_proj"]
     code = main(["train", "--workspace", str(ws.root), "--model", str(tiny_models[kind]), "--run-id", f"t-{kind}",
                  "--max-steps", "2", "--batch-size", "2", "--max-length", "64", "--eval-steps", "0",
-                 "--save-steps", "0", "--knowledge-test-size", "0", "--learning-rate", "0.01",
-                 "--target-modules", ",".join(targets)])
+                 "--save-steps", "0", "--knowledge-test-size", "0", "--learning-rate", "0.01"])
     assert code == 0
+    # the default target modules, mapped to Phi-3's fused qkv_proj (and o_proj), and said so
+    summary = json.loads(ws.run_dir(f"t-{kind}").joinpath("summary.json").read_text())
+    assert summary.get("target_modules") == (["o_proj", "qkv_proj"] if kind == "phi3" else None)
+    assert summary["memory"]["total_mb"] > summary["memory"]["weights_mb"] > 0
     result = export_run(ws, f"t-{kind}", ExportConfig(quant="f16", verify_prompts=2, verify_tokens=24))
     assert result["status"] == "ok", result["check"]
     assert result["check"]["f16"]["within_noise"] == 1.0
@@ -180,4 +182,6 @@ def test_converter_version_matches_runtime_and_errors_read_well():
 
     assert "rerun `make setup`" in ConverterVersion("0.3.1", None, "0.3.36").mismatch
     log = "INFO:hf-to-gguf:Loading model\nTraceback...\nNotImplementedError: BPE pre-tokenizer was not recognized\n"
-    assert converter_error(log) == "NotImplementedError: BPE pre-tokenizer was not recognized"
+    assert "tokenizer is not one this llama.cpp knows (NotImplementedError: BPE pre-tokenizer was not recognized)" \
+        in converter_error(log)
+    assert converter_error("Traceback...\nValueError: Missing tokenizer.model\nexit") == "ValueError: Missing tokenizer.model"

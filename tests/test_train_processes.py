@@ -103,7 +103,8 @@ def test_two_cpu_processes_train_one_run_over_ddp(tmp_path):
 
 
 OOM_SCRIPT = """
-import resource, sys
+import os, resource, sys
+os.environ["RHIZOME_MEMORY_LIMIT_MB"] = "1000000"  # past the estimate's refusal: a real allocation must fail
 import torch, transformers, trl, peft  # imported first: the cap is on training memory only
 from rhizome.config import TrainConfig
 from rhizome.workspace import UserError

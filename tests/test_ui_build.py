@@ -140,11 +140,16 @@ def test_a_reloaded_page_reads_a_running_log_incrementally(ws, other_process_tra
     assert 'data-step="2"' in progress and [e["step"] for e in state["events"]] == [1, 2]
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(', "total": 3, "loss": 1.2}\n')
-    write_json(ws.run_dir("cli-run") / "status.json", {"state": "finished", "pid": other_process_training.pid})
+    from rhizome.train.memory import MemoryEstimate
+
+    memory = MemoryEstimate("cpu", 134_515_008, 513.1, 28.1, 3510.0, 2016.0, 900.0, 7664.0, 20480.0)
+    write_json(ws.run_dir("cli-run") / "status.json", {"state": "finished", "pid": other_process_training.pid,
+                                                       "memory": memory.as_dict()})
     other_process_training.stdin.close()
     other_process_training.wait(10)
     progress, *_, state = poll(ctx, "cli-run", state)
     assert 'data-step="3"' in progress and "Finished" in progress
+    assert "memory estimate 7.5 GB of 20.0 GB available" in progress  # what the run settled before training
     assert jobs.run_status(ws, "cli-run") == "done"
     unchanged = poll(ctx, "cli-run", state)  # nothing new: the page is not redrawn
     assert list(unchanged[:5]) == [gr.skip()] * 5

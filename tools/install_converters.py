@@ -4,8 +4,8 @@ The llama-cpp-python source distribution pinned in requirements.txt vendors the 
 compiled from, converters included (`convert_hf_to_gguf.py`, `convert_lora_to_gguf.py`, the
 `conversion/` package, the matching `gguf-py`, and the chat templates llama.cpp tests with). This
 script fetches that sdist from the package registry with pip, extracts those files into DEST and
-records the version in DEST/VERSION.json. It runs at set-up only; Rhizome never downloads at run
-time. Rerunning it with the same pin does nothing.
+records the version (and the list of files taken) in DEST/VERSION.json. It runs at set-up only;
+Rhizome never downloads at run time. Rerunning it with the same pin and list does nothing.
 
 usage: python tools/install_converters.py requirements.txt DEST
 """
@@ -21,8 +21,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+# models/ggml-vocab-qwen2.gguf: llama.cpp's own vocabulary-only test file; the export tests give a
+# tiny Qwen2 model Qwen's real tokenizer from it (nothing else carries one offline).
 WANTED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/gguf/",
-          "gguf-py/pyproject.toml", "gguf-py/LICENSE", "models/templates/", "LICENSE")
+          "gguf-py/pyproject.toml", "gguf-py/LICENSE", "models/templates/", "models/ggml-vocab-qwen2.gguf",
+          "LICENSE")
 
 
 def pinned_version(requirements: Path) -> str:
@@ -66,7 +69,7 @@ def extract(sdist: Path, dest: Path, version: str) -> dict:
                     shutil.copyfileobj(src, out)
         info = {"llama_cpp_python": version, "llama_cpp_commit": vendored_commit(tar, root),
                 "gguf_py": re.search(r'^version = "(.+)"', (tmp / "gguf-py/pyproject.toml").read_text(), re.M).group(1),
-                "source": sdist.name}
+                "source": sdist.name, "wanted": list(WANTED)}
     if not (tmp / "convert_hf_to_gguf.py").is_file():
         shutil.rmtree(tmp)
         sys.exit(f"{sdist.name} has no vendor/llama.cpp/convert_hf_to_gguf.py")
@@ -83,7 +86,8 @@ def main() -> None:
     requirements, dest = Path(sys.argv[1]), Path(sys.argv[2]).absolute()
     version = pinned_version(requirements)
     stamp = dest / "VERSION.json"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("llama_cpp_python") == version:
+    installed = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if installed.get("llama_cpp_python") == version and installed.get("wanted") == list(WANTED):
         print(f"llama.cpp converters of llama-cpp-python {version} already in {dest}")
         return
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,10 @@ def converter_error(log: str) -> str:
     if unsupported:
         return (f"architecture {unsupported.group(1)} is not supported by llama.cpp's converter (this llama.cpp "
                 "cannot run it); the merged Hugging Face folder is kept")
+    if "BPE pre-tokenizer was not recognized" in log:  # its tokenizer's splitting rules, fingerprinted
+        return ("the model's tokenizer is not one this llama.cpp knows (NotImplementedError: BPE pre-tokenizer "
+                "was not recognized); a model keeping its family's own tokenizer converts; the merged Hugging Face "
+                "folder is kept")
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     for line in reversed(lines):
         if re.match(r"^(\w+(Error|Exception)|ERROR:|Error:)", line) or "Error:" in line[:60]:
@@ -103,6 +107,37 @@ def base_metadata(base_gguf: Path | None, name: str | None) -> dict:
     return carried
 
 
+# llama.cpp sets per-token attributes for any model whose general.name contains "phi3" or "phi-3",
+# looking up these four tokens as it does (llama-vocab.cpp, "set attributes by model/tokenizer/
+# architecture name"): a GGUF so named whose vocabulary lacks one fails to load ("error loading
+# model vocabulary: unordered_map::at"). Phi-3's own vocabulary has them; for any other (a Phi-3
+# architecture with another tokenizer, or a folder merely named so) the name must not say phi3.
+PHI3_NAME = re.compile(r"phi-?3", re.IGNORECASE)
+PHI3_TOKENS = ("<unk>", "<s>", "</s>", "<|endoftext|>")
+
+
+def loadable_name(name: str | None, model_dir: Path) -> str | None:
+    """`name` as general.name, with "phi3"/"phi-3" spelt "phi 3" where the vocabulary lacks the
+    tokens llama.cpp looks up for such names."""
+    if not name or not PHI3_NAME.search(name):
+        return name
+    tokens = _tokenizer_json_tokens(model_dir)
+    if tokens is None or all(t in tokens for t in PHI3_TOKENS):
+        return name
+    return PHI3_NAME.sub(lambda m: m.group(0)[:3] + " 3", name)
+
+
+def _tokenizer_json_tokens(model_dir: Path) -> set[str] | None:
+    """Every token of tokenizer.json (vocabulary and added tokens); None without one."""
+    path = model_dir / "tokenizer.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab = (data.get("model") or {}).get("vocab") or {}
+    tokens = set(vocab) if isinstance(vocab, dict) else {entry[0] for entry in vocab}  # BPE: dict; Unigram: pairs
+    return tokens | {t.get("content") for t in data.get("added_tokens") or []}
+
+
 def convert_hf(model_dir: Path, out: Path, outtype: str = "f16", name: str | None = None,
                base_gguf: Path | None = None) -> Path:
     """HF folder -> GGUF `out` (f16, bf16, f32 or q8_0), written atomically. A `base_gguf` (the
@@ -111,7 +146,7 @@ def convert_hf(model_dir: Path, out: Path, outtype: str = "f16", name: str | Non
     check_architecture(check_hf_folder(model_dir), model_dir)
     meta = out.with_name(f".{out.name}.metadata.json.tmp")
     meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(base_metadata(base_gguf, name)), encoding="utf-8")
+    meta.write_text(json.dumps(base_metadata(base_gguf, loadable_name(name, model_dir))), encoding="utf-8")
     try:
         with atomic_path(out) as tmp:
             args = [str(model_dir), "--outfile", str(tmp), "--outtype", outtype, "--metadata", str(meta)]

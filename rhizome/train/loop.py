@@ -19,6 +19,7 @@ from .data import IndexedCollator, SplitData, load_training_data
 from .diversity import DiversityCallback, ThemeTracker
 from .history import append_event, make_event
 from .knowledge import run_knowledge_test, save_knowledge_test, select_prompts
+from .memory import CHECKPOINTING_ABOVE, plan_memory
 from .model import choose_precision, load_model, lora_config
 from .processes import set_threads
 from .runs import Run, finish_run
@@ -31,6 +32,7 @@ def execute(ws: Workspace, run: Run, progress: ProgressFn | None, stop_event: th
     hw = detect_hardware()
     threads = set_threads(config, hw, procs)
     precision = choose_precision(config, hw)
+    setup = _check_memory(run, hw.device, precision, progress)
     emit(progress, "train", 0, 0, message=f"loading {config.model} ({hw.device}, {precision}, {threads} threads/process)")
     model, tokenizer = load_model(config, hw, precision)
     train, validation, test = load_training_data(ws, tokenizer, config.max_length, config.grounded_fraction,
@@ -38,17 +40,30 @@ def execute(ws: Workspace, run: Run, progress: ProgressFn | None, stop_event: th
     validation = _cap(validation, config.eval_max_examples if config.eval_steps else 0)
     if procs.main:
         write_json(run.dir / "data_report.json", _data_report(train, validation))
-    trainer, stop = _build_trainer(run, model, tokenizer, train, validation, stop_event, progress, precision)
+    trainer, stop = _build_trainer(run, model, tokenizer, train, validation, stop_event, progress, precision, setup)
     base = _start(trainer, run)
     trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
     final, adapter_step = _final_adapter(trainer, run)
     trainer.save_model(str(run.dir / "adapter"))
     if not procs.main:
         return
-    finish_run(run, trainer, base, final, stop.stopped, adapter_step, progress)
+    finish_run(run, trainer, base, final, stop.stopped, adapter_step, progress, setup)
     if not stop.stopped and config.knowledge_test_size > 0:
         _knowledge_test(trainer, tokenizer, test, run, progress)
     runs.write_status(run.dir, "stopped" if stop.stopped else "finished", step=trainer.state.global_step)
+
+
+def _check_memory(run: Run, device: str, precision: str, progress: ProgressFn | None) -> dict[str, Any]:
+    """Refuse a run whose memory estimate exceeds what is available (before the slow model load);
+    the estimate goes to the progress stream and status.json (the Train tab shows it)."""
+    estimate = plan_memory(run.config, device, precision, run.procs.local_world)
+    if estimate is None:
+        return {}
+    setup = {"memory": estimate.as_dict()}
+    if run.procs.main:
+        runs.write_status(run.dir, "running", **setup)
+    emit(progress, "train", 0, 0, message=estimate.describe())
+    return setup
 
 
 def _cap(data: SplitData, limit: int) -> SplitData:
@@ -96,9 +111,6 @@ def _training_args(run: Run, precision: str, max_steps: int, evaluate: bool) -> 
     )
 
 
-CHECKPOINTING_ABOVE = 1_000_000_000  # parameters: below, recomputation costs ~30% time for little memory
-
-
 def use_checkpointing(setting: str, model) -> bool:
     """on / off as asked; auto turns it on for models above 1B parameters."""
     if setting != "auto":
@@ -108,7 +120,7 @@ def use_checkpointing(setting: str, model) -> bool:
 
 
 def _build_trainer(run: Run, model, tokenizer, train: SplitData, validation: SplitData, stop_event, progress,
-                   precision: str):
+                   precision: str, setup: dict[str, Any]):
     config, procs = run.config, run.procs
     evaluate = bool(config.eval_steps and validation.rows)
     args = _training_args(run, precision, _max_steps(config, len(train.rows), procs.world), evaluate)
@@ -125,12 +137,18 @@ def _build_trainer(run: Run, model, tokenizer, train: SplitData, validation: Spl
     if evaluate and config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience,
                                                early_stopping_threshold=config.early_stopping_min_delta))
+    peft_config, note = lora_config(config, model)
+    if note:  # the defaults were mapped to this model's fused projections: say so where the run is read
+        setup["target_modules"] = sorted(peft_config.target_modules)
+        emit(progress, "train", 0, 0, message=note)
+        if procs.main:
+            runs.write_status(run.dir, "running", target_modules=setup["target_modules"], target_note=note)
     collator = IndexedCollator(pad_token_id=tokenizer.pad_token_id, padding_free=config.packing,
                                varlen_kernels=getattr(model.config, "_attn_implementation", "") == "flash_attention_2")
     trainer = RhizomeTrainer(
         model=model, args=args, data_collator=collator, train_dataset=Dataset.from_list(train.rows),
         eval_dataset=Dataset.from_list(validation.rows) if evaluate else None, processing_class=tokenizer,
-        peft_config=lora_config(config, model), callbacks=callbacks,
+        peft_config=peft_config, callbacks=callbacks,
         sampler=sampler, tracker=tracker, eval_data=validation if evaluate else None, theme_top_k=config.theme_top_k,
     )
     # The event log reads the trainer's token count, so it joins once the trainer exists (last, as before).

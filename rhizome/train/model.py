@@ -59,17 +59,45 @@ def load_model(config: TrainConfig, hw: Hardware, precision: str) -> tuple[Any, 
     return model, tokenizer
 
 
-def lora_config(config: TrainConfig, model: Any) -> Any:
-    """A PEFT LoraConfig, refusing target modules the model does not have."""
+# Fused attention projections of well-known families (in place of separate q/k/v_proj) and the
+# attention output projection that goes with each: Phi-3, GPT-NeoX/Falcon/BLOOM, MPT, Baichuan, GPT-2.
+FUSED_ATTENTION = (("qkv_proj", "o_proj"), ("query_key_value", "dense"), ("Wqkv", "out_proj"),
+                   ("W_pack", "o_proj"), ("c_attn", None))
+
+
+def default_target_modules() -> list[str]:
+    return list(TrainConfig().target_modules)
+
+
+def resolve_target_modules(config: TrainConfig, names: set[str]) -> tuple[list[str], str | None]:
+    """The modules LoRA wraps, and a note when the defaults were mapped to this model's fused
+    projections (a model without q/k/v_proj but with, e.g., Phi-3's qkv_proj). An explicit list
+    is taken as given."""
+    wanted = list(config.target_modules)
+    if wanted != default_target_modules() or all(m in names for m in wanted):
+        return wanted, None
+    for fused, out in FUSED_ATTENTION:
+        if fused in names:
+            mapped = [fused] + ([out] if out and out in names else [])
+            return mapped, (f"target modules: {config.model} has no {', '.join(m for m in wanted if m not in names)}; "
+                            f"the defaults map to its fused attention projections {', '.join(mapped)}")
+    return wanted, None
+
+
+def lora_config(config: TrainConfig, model: Any) -> tuple[Any, str | None]:
+    """A PEFT LoraConfig, refusing target modules the model does not have, and the note of
+    `resolve_target_modules` (None when the modules are used as given)."""
     from peft import LoraConfig
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [m for m in config.target_modules if m not in names]
+    targets, note = resolve_target_modules(config, names)
+    missing = [m for m in targets if m not in names]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise UserError(f"target_modules {missing} not found in {config.model}; its linear layers are: {', '.join(linear)}")
+        raise UserError(f"target_modules {missing} not found in {config.model}; its linear layers are: "
+                        f"{', '.join(linear)}")
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+                      target_modules=targets, task_type="CAUSAL_LM"), note
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -272,8 +272,9 @@ def record_failure(run: Run, exc: BaseException) -> None:
 
 
 def finish_run(run: Run, trainer: Any, base: dict[str, float], final: dict[str, float], stopped: bool,
-               adapter_step: int, progress: ProgressFn | None) -> dict[str, Any]:
-    """Rank 0: summary.json, plots and the closing event once the adapter is saved."""
+               adapter_step: int, progress: ProgressFn | None, setup: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rank 0: summary.json, plots and the closing event once the adapter is saved; `setup` adds what
+    the run decided before training (its memory estimate, mapped target modules)."""
     summary = {
         "run_id": run.id,
         "state": "stopped" if stopped else "finished",
@@ -291,6 +292,7 @@ def finish_run(run: Run, trainer: Any, base: dict[str, float], final: dict[str, 
         "tokens_per_s": round(trainer.tokens_seen * run.procs.world / trainer.train_seconds, 1)
         if trainer.train_seconds else None,
         "processes": run.procs.world,
+        **(setup or {}),
     }
     append_event(events_path(run.dir), make_event(kind="end", step=summary["steps"], total=summary["max_steps"],
                                                   eval_loss=summary["eval_loss"], perplexity=summary["perplexity"]))

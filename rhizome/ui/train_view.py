@@ -14,6 +14,7 @@ import gradio as gr
 
 from .. import jobs
 from ..config import TrainConfig
+from ..train.memory import MemoryEstimate
 from ..workspace import read_json
 from . import charts
 from .common import Context, cards, esc, fmt_num, fmt_seconds, guard, notice, progress_bar
@@ -110,7 +111,7 @@ def render(ctx: Context, run_id: str, events: list[dict[str, Any]], status: str,
         detail = (f"ETA {fmt_seconds(last.get('eta_s'))} · {speed}" if status == "running"
                   else f"final loss {fmt_num(last.get('loss'))} · {speed}")
     label = STATUS_LABEL.get(status, status.capitalize())
-    html = progress_bar(step, total, f"{label} · {run_id}", detail)
+    html = progress_bar(step, total, f"{label} · {run_id}", detail) + _setup_note(ctx, run_id)
     job = jobs.last_job(ctx.ws, "train")
     if status == "failed" and job is not None and job.run_id == run_id and job.error:
         html += notice(f"The run failed: {esc(job.error)}", "error")
@@ -118,6 +119,15 @@ def render(ctx: Context, run_id: str, events: list[dict[str, Any]], status: str,
         reason = (read_json(ctx.ws.run_dir(run_id) / "status.json", default={}) or {}).get("message", "")
         html += notice(f"The run failed. {esc(reason)}", "error")
     return html
+
+
+def _setup_note(ctx: Context, run_id: str) -> str:
+    """What the run decided before training: its memory estimate and any mapped target modules."""
+    status = read_json(ctx.ws.run_dir(run_id) / "status.json", default={}) or {}
+    lines = [status["target_note"]] if status.get("target_note") else []
+    if status.get("memory"):
+        lines.insert(0, MemoryEstimate(**status["memory"]).describe())
+    return "".join(f'<p class="rz-muted">{esc(line)}</p>' for line in lines)
 
 
 def stats_html(events: list[dict[str, Any]]) -> str:
