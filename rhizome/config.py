@@ -258,7 +258,7 @@ class TrainConfig(StageConfig):
     """auto (bf16 on GPUs and CPUs that support it, else fp16 on GPUs, fp32 on CPUs), bf16, fp16 or fp32."""
     num_threads: int = 0
     """CPU threads per process (0: all cores shared among the processes of this machine)."""
-    grounded_fraction: float = 0.3
+    grounded_fraction: float = 0.5
     """Share of training examples shown with sources from memory, as the chat prompts, their replies
     citing the source they agree with (keeps the tuned model using and citing its sources; 0: off)."""
     weighted_sampling: bool = True

@@ -36,8 +36,8 @@ def test_every_chosen_example_is_prompted_as_the_chat_prompts(built):
         question, reply = before["messages"][-2]["content"], before["messages"][-1]["content"]
         assert messages[-2]["content"].startswith("[1] ")  # the compact layout: sources first
         assert messages[-2]["content"].endswith(f"citing [1]: {question}")
-        assert messages[-1]["content"].startswith(reply.rstrip())
-        number = re.fullmatch(r".* \[(\d)\]", messages[-1]["content"], re.S)
+        number = re.match(r"\[(\d)\] ", messages[-1]["content"])
+        assert messages[-1]["content"][number.end() if number else 0:] == reply  # the reply, at most marked
         if number:
             cited += 1
             block = messages[-2]["content"].split(f"[{number.group(1)}] ", 1)[1]
@@ -66,5 +66,6 @@ def test_no_memory_leaves_examples_bare(tmp_path):
 def test_a_reply_is_cited_only_by_a_source_that_holds_it():
     hits = [{"text": "Espresso wants a fine grind and 25 seconds."},
             {"text": "Feed the sourdough starter with rye flour every morning."}]
-    assert cited_reply("I feed my starter rye flour each morning.", hits).endswith(" [2]")
+    assert cited_reply("I feed my starter rye flour each morning.", hits) == \
+        "[2] I feed my starter rye flour each morning."
     assert cited_reply("The train to Lyon leaves at noon.", hits) == "The train to Lyon leaves at noon."

@@ -6,8 +6,7 @@ right source for 36% of the eval's document questions against the base model's 6
 share of the training examples (`TrainConfig.grounded_fraction`) is rewritten the way the chat
 prompts: the chat's system prompt, the top sources from the workspace memory for the example's
 last question (cut to the sentences nearest it, numbered), the chat's prompt layout, and the
-person's reply as the target with the number of the source it agrees with most appended,
-`[n]`. When no source shares enough of the reply's words, the reply stays uncited, so the model
+person's reply as the target, opened by the number of the source it agrees with most, `[n]`. When no source shares enough of the reply's words, the reply stays uncited, so the model
 also sees sources it should not cite. Query vectors come from the build's embedding cache
 (the questions were embedded when the memory was built), so grounding costs little beyond search.
 """
@@ -31,11 +30,15 @@ def support(reply: str, source: str) -> float:
 
 
 def cited_reply(reply: str, hits: list[dict[str, Any]]) -> str:
-    """The reply with `[n]` for the source that supports it best, when one supports it enough."""
+    """The reply opened by `[n]` for the source that supports it best, when one supports it enough.
+
+    At the start, not the end: a long reply is often cut by the chat's answer budget, and a
+    mark in the middle of the person's own wording was learnt too weakly to show up (measured:
+    14% cited with the mark after the first sentence, 24% at the end)."""
     scores = [support(reply, str(hit.get("text", ""))) for hit in hits]
     if not scores or max(scores) < MIN_SUPPORT:
         return reply
-    return f"{reply.rstrip()} [{scores.index(max(scores)) + 1}]"
+    return f"[{scores.index(max(scores)) + 1}] {reply.lstrip()}"
 
 
 def ground(messages: list[dict[str, str]], hits: list[dict[str, Any]], chat: ChatConfig) -> list[dict[str, str]]:
