@@ -80,6 +80,14 @@ def ground_examples(ws: Workspace, examples: list[dict[str, Any]], fraction: flo
     torch.set_num_threads(threads)  # embedding what the cache lacks re-fits the pool; training keeps its own
     out = list(examples)
     for i, question, vector in zip(chosen, questions, vectors):
-        hits = extract.focus_sources(memory.search_vector(vector, chat.top_k, question), question, chat.source_chars)
+        hits = extract.focus_sources(_sources(memory, vector, question, chat.top_k), question, chat.source_chars)
         out[i] = {**examples[i], "messages": ground(examples[i]["messages"], hits, chat), "grounded": True}
     return out, count
+
+
+def _sources(memory: Any, vector: Any, question: str, k: int) -> list[dict[str, Any]]:
+    """The top k hits for the question, leaving out the question's own message: memory holds every
+    message, but a question asked in the chat is not in memory yet, so it is no source."""
+    same = " ".join(question.lower().split())
+    hits = memory.search_vector(vector, k + 2, question)
+    return [h for h in hits if " ".join(str(h.get("text", "")).lower().split()) != same][:k]
