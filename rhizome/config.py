@@ -393,6 +393,8 @@ class EvalConfig(StageConfig):
     """Questions asked: the held-out test split's first, then other chunks of the notes, then training examples."""
     perplexity: bool = True
     """Held-out perplexity of the person's replies, base vs the run's adapter (transformers)."""
+    perplexity_examples: int = 300
+    """Test examples scored for perplexity: a seeded sample when the split holds more (0: all)."""
     seed: int = 0
     """Seed of the question sample and of llama.cpp's sampler: the same seed gives the same numbers."""
     max_tokens: int = 96
@@ -409,7 +411,7 @@ class EvalConfig(StageConfig):
             raise UserError(f"retrieval must be on, off or both, not {self.retrieval!r}")
         if self.answer_mode not in ANSWER_MODES:
             raise UserError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, not {self.answer_mode!r}")
-        if self.questions < 1 or self.max_tokens < 1:
-            raise UserError("questions and max_tokens must be >= 1")
+        if self.questions < 1 or self.max_tokens < 1 or self.perplexity_examples < 0:
+            raise UserError("questions and max_tokens must be >= 1, perplexity_examples >= 0")
         if self.temperature is not None:
             _check_range("temperature", self.temperature, 0.0, 5.0)

@@ -158,3 +158,14 @@ def test_extractive_answer_picks_the_answering_sentence_and_never_the_question()
     assert extractive_answer(question, hits[:1]) == ""  # nothing to quote: the model answers instead
     focused = focus_source(question, hits[1]["text"], 80)
     assert "Feed the sourdough starter" in focused and "herons" not in focused
+
+
+def test_a_big_test_split_is_sampled_for_perplexity_the_same_way_each_time():
+    from rhizome.evaluate.perplexity import sample_examples
+
+    test = [{"id": i} for i in range(1000)]
+    picked = sample_examples(test, 300, seed=0)
+    assert len(picked) == 300 and picked == sample_examples(test, 300, seed=0)
+    assert [e["id"] for e in picked] == sorted(e["id"] for e in picked)  # split order kept
+    assert picked != sample_examples(test, 300, seed=1)
+    assert sample_examples(test[:8], 300, seed=0) == test[:8] and sample_examples(test, 0, seed=0) == test

@@ -189,6 +189,7 @@ def _perplexity(ws: Workspace, run_id: str, test: list[dict], config: EvalConfig
                      progress: ProgressFn | None) -> dict[str, Any] | None:
     if not config.perplexity:
         return None
-    from .perplexity import heldout_perplexity
+    from .perplexity import heldout_perplexity, sample_examples
 
-    return heldout_perplexity(ws, run_id, test, progress)
+    return heldout_perplexity(ws, run_id, sample_examples(test, config.perplexity_examples, config.seed), progress,
+                              of=len(test))

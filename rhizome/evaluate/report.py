@@ -113,7 +113,9 @@ def _md_table(table: list[list[Any]]) -> list[str]:
 def _perplexity_lines(ppl: dict[str, Any] | None) -> list[str]:
     if not ppl:
         return ["Perplexity not measured."]
-    lines = [f"Held-out perplexity of the person's replies ({ppl['examples']} test examples, assistant tokens only): "
+    sampled = f" of {ppl['of']}" if ppl.get("of", ppl["examples"]) != ppl["examples"] else ""
+    lines = [f"Held-out perplexity of the person's replies ({ppl['examples']}{sampled} test examples, assistant "
+             f"tokens only): "
              f"base {_cell(ppl['base']['perplexity'])}, tuned {_cell(ppl['tuned']['perplexity'])}, "
              f"reduction {_cell(ppl['reduction'])}.", ""]
     groups = [("kind", "per_kind"), ("theme", "per_theme")]
