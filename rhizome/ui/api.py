@@ -6,8 +6,6 @@ signed-in person's; in a demo, the session's). Results are plain JSON.
 """
 from __future__ import annotations
 
-import re
-import shutil
 import time
 from pathlib import Path
 from functools import partial
@@ -19,7 +17,7 @@ import gradio as gr
 from .. import jobs, slots
 from ..config import ChatConfig
 from ..workspace import UserError, Workspace, read_json
-from .common import Context, guard
+from .common import Context, discard_uploads, guard
 from .users import CHAT_QUEUE, WRITE_QUEUE
 
 def build(ctx: Context) -> SimpleNamespace:
@@ -57,11 +55,7 @@ def upload_files(ctx: Context, paths: list[str] | None) -> dict[str, Any]:
             return plain(report)  # nothing usable, but the report says why, file by file
         raise
     finally:
-        for path in paths:  # the core copied each into sources/; drop gradio's upload folder <sha256>/
-            folder = Path(path).parent  # (unless someone else uploaded the same bytes and still needs it)
-            if not Workspace(ws.root).contains(path) and re.fullmatch(r"[0-9a-f]{64}", folder.name) and (
-                    ctx.spaces is None or ctx.spaces.release_upload(path, ctx.spaces.key())):
-                shutil.rmtree(folder, ignore_errors=True)
+        discard_uploads(ctx, paths)
 
 
 def list_sources(ws: Workspace) -> list[dict[str, Any]]:

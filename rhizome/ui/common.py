@@ -68,6 +68,20 @@ def owned_output(ctx: Context, path: str | os.PathLike) -> str:
     return str(path) if ctx.spaces is None else ctx.spaces.own_output(path)
 
 
+def discard_uploads(ctx: Context, paths: list[str]) -> None:
+    """Ingest copied each upload into sources/, so gradio's upload folder (`<hash>/name`) goes,
+    unless someone else uploaded the same bytes and still needs it (a shared app)."""
+    import shutil
+
+    spaces = ctx.spaces
+    upload_root = ctx.ws.root / ".uploads" if spaces is None else spaces.uploads
+    for path in paths:
+        folder = Path(path).resolve().parent
+        if folder != upload_root and upload_root in folder.parents and (
+                spaces is None or spaces.release_upload(path, spaces.key())):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def guard(fn: Callable) -> Callable:
     """Wrap a handler so the user sees one clear line, never a traceback."""
     if inspect.isgeneratorfunction(fn):

@@ -6,7 +6,6 @@ Uploads arrive in the workspace's upload folder (set by `build_app`) and are cop
 """
 from __future__ import annotations
 
-import shutil
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +18,7 @@ from ..config import BuildConfig
 from ..events import Event
 from ..workspace import UserError, read_json
 from . import corpus, curation_ui
-from .common import Context, cards, esc, fmt_num, guard, notice, run_streaming, stage_bars
+from .common import Context, cards, discard_uploads, esc, fmt_num, guard, notice, run_streaming, stage_bars
 from .users import WRITE_QUEUE
 
 STATUS_ICON = {"ok": "✓ ok", "skipped": "– skipped", "error": "✗ error"}
@@ -92,7 +91,7 @@ def ingest_uploads(ctx: Context, paths: list[str] | None, progress: Any = None) 
     try:
         return _ingest(ctx, paths, progress)
     finally:
-        _discard_uploads(ctx, paths)
+        discard_uploads(ctx, paths)
 
 
 def ingest_samples(ctx: Context, progress: Any = None) -> tuple:
@@ -111,18 +110,6 @@ def _ingest(ctx: Context, paths: list, progress: Any) -> tuple:
         gr.Warning(str(exc))
         report = read_json(ctx.ws.ingest_report)
     return report_summary(report), report_rows(report), None
-
-
-def _discard_uploads(ctx: Context, paths: list[str]) -> None:
-    """The core copied each upload into sources/; the upload copy is no longer needed. (Shared:
-    gradio's one upload folder, unless someone else uploaded the same bytes and still needs it.)"""
-    spaces = ctx.spaces
-    upload_root = ctx.ws.root / ".uploads" if spaces is None else spaces.uploads
-    for path in paths:
-        folder = Path(path).resolve().parent
-        if folder != upload_root and upload_root in folder.parents and (
-                spaces is None or spaces.release_upload(path, spaces.key())):
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _gr_progress(progress: Any):
