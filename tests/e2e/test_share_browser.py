@@ -39,7 +39,10 @@ def upload_note(page, path) -> None:
     page.locator("#rz-upload input[type=file]").set_input_files([str(path)])
     page.wait_for_selector(f"#rz-upload >> text={path.name}")
     page.locator("#rz-ingest").click()
-    page.locator("#rz-ingest-report").filter(has_text=path.name).wait_for(timeout=60_000)
+    # the file name shows in the progress bar first; the status cell once it is ingested
+    page.wait_for_function("() => (document.querySelector('#rz-ingest-report')?.innerText || '').includes('✓ ok')",
+                           timeout=60_000)
+    assert path.name in page.locator("#rz-ingest-report").inner_text()
 
 
 def test_each_person_sees_only_their_own_sources(browser, shared_url, tmp_path):
