@@ -110,8 +110,11 @@ def eval_theme_bars(themes: list[str], rows: dict[str, list[float | None]]) -> g
                             marker_color=colors[i % len(colors)]) for i, (name, values) in enumerate(rows.items())])
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(range=[0, 1], title="score (0-1)")
-    return _layout(fig, "Score per theme", height=max(320, 22 * len(themes) * max(1, len(rows)) // 2 + 110),
-                   barmode="group")
+    fig = _layout(fig, "Score per theme", height=max(340, 22 * len(themes) * max(1, len(rows)) // 2 + 150),
+                  barmode="group")
+    # four model rows do not fit beside the title: the legend goes under the axis
+    return fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"),
+                             margin=dict(b=70))
 
 
 def eval_win_loss(names: list[str], wins: list[int], losses: list[int], ties: list[int]) -> go.Figure:

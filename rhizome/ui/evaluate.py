@@ -18,9 +18,13 @@ from ..workspace import UserError
 from . import charts
 from .common import Context, esc, guard, notice, run_streaming, stage_bars
 
-TABLE_KEYS = ["score", "term_recall", "similarity", "source_hit_rate", "hit_and_cited_rate", "style", "words",
-              "empty_rate", "seconds"]
+# The summary's keys, and the column each gets in the side-by-side table
+COLUMNS = {"score": "score", "term_recall": "term recall", "similarity": "similarity",
+           "source_hit_rate": "right source", "hit_and_cited_rate": "and cited", "style": "style", "words": "words",
+           "empty_rate": "empty", "seconds": "s / answer"}
+TABLE_KEYS = list(COLUMNS)
 ANSWER_HEADERS = ["question", "model", "answer", "score", "right source", "reference"]
+ANSWER_WIDTHS = ["20%", "11%", "37%", "7%", "8%", "17%"]  # the answers are what people read
 
 
 def build(ctx: Context) -> SimpleNamespace:
@@ -36,21 +40,23 @@ def build(ctx: Context) -> SimpleNamespace:
                 refresh = gr.Button("↻", scale=0, min_width=44)
             retrieval = gr.Radio([("with and without", "both"), ("with", "on"), ("without", "off")],
                                  value=d.retrieval, label="Retrieval")
-            questions = gr.Slider(1, 200, value=d.questions, step=1, label="Document questions")
+            questions = gr.Slider(1, 200, value=d.questions, step=1, label="Document questions",
+                                  elem_id="rz-eval-questions")
             seed = gr.Number(d.seed, precision=0, label="Seed (same seed, same numbers)")
             perplexity = gr.Checkbox(d.perplexity, label="Held-out perplexity (base vs adapter)")
             go_btn = gr.Button("Evaluate", variant="primary", elem_id="rz-eval-go")
             earlier = gr.Dropdown([], label="Earlier evals of this run", elem_id="rz-eval-earlier")
         with gr.Column(scale=7, min_width=420):
-            status = gr.HTML(notice("Choose an exported run and click <b>Evaluate</b>.", "info"))
-            table = gr.Dataframe(headers=["model", *TABLE_KEYS, "vs base"], interactive=False, wrap=True,
+            status = gr.HTML(notice("Choose an exported run and click <b>Evaluate</b>.", "info"), elem_id="rz-eval-status")
+            table = gr.Dataframe(headers=["model", *COLUMNS.values(), "vs base: wins / losses / ties"],
+                                 interactive=False, wrap=True, column_widths=["19%", *["7%"] * len(COLUMNS), "18%"],
                                  elem_id="rz-eval-table")
             with gr.Row():
-                themes_plot = gr.Plot(charts.eval_theme_bars([], {}), show_label=False)
-                wins_plot = gr.Plot(charts.eval_win_loss([], [], [], []), show_label=False)
+                themes_plot = gr.Plot(charts.eval_theme_bars([], {}), show_label=False, elem_id="rz-eval-themes")
+                wins_plot = gr.Plot(charts.eval_win_loss([], [], [], []), show_label=False, elem_id="rz-eval-wins")
             details = gr.HTML()
             answers = gr.Dataframe(headers=ANSWER_HEADERS, interactive=False, wrap=True, max_height=480,
-                                   elem_id="rz-eval-answers")
+                                   column_widths=ANSWER_WIDTHS, elem_id="rz-eval-answers")
     outputs = [status, table, themes_plot, wins_plot, details, answers, earlier]
     done = go_btn.click(guard(partial(run_eval, ctx)), [run, retrieval, questions, seed, perplexity],
                         outputs, concurrency_limit=1, concurrency_id="eval")
@@ -102,8 +108,8 @@ def view(ctx: Context, result: dict[str, Any]) -> tuple:
     from ..evaluate.report import row_name, summary_table
 
     table = summary_table(result)
-    keep = [0] + [table[0].index(k) for k in TABLE_KEYS] + [len(table[0]) - 1]
-    rows = [[_round(line[i]) for i in keep] for line in table[1:]]
+    keys = ["model", *TABLE_KEYS, table[0][-1]]
+    rows = [[_shown(k, line[table[0].index(k)]) for k in keys] for line in table[1:]]
     themes = sorted({t for r in result["rows"] for t in r.get("per_theme", {})})
     per_row = {row_name(r): [r["per_theme"].get(t) for t in themes] for r in result["rows"]}
     bars = charts.eval_theme_bars(themes, per_row)
@@ -122,20 +128,29 @@ def _round(value: Any) -> Any:
     return round(value, 3) if isinstance(value, float) else value
 
 
+def _shown(key: str, value: Any) -> Any:
+    """A table cell as people read it: rates in percent, scores to three places."""
+    if key.endswith("_rate") and isinstance(value, (int, float)):
+        return f"{value:.0%}"
+    return round(value, 1) if key in ("words", "seconds") and isinstance(value, float) else _round(value)
+
+
 def _details(result: dict[str, Any]) -> str:
     from ..evaluate.report import row_name
 
     ppl = result.get("perplexity")
     parts = []
     if ppl:
-        parts.append(f"<p><b>Held-out perplexity</b> of your replies: base {esc(ppl['base']['perplexity'])} → tuned "
-                     f"{esc(ppl['tuned']['perplexity'])} (reduction {esc(ppl['reduction'])}).</p>")
+        change = "" if ppl.get("reduction") is None else f" ({-ppl['reduction']:+.1%}; lower is better)"
+        parts.append(f"<p><b>Held-out perplexity</b> of your replies ({esc(ppl['examples'])} test examples): base "
+                     f"{esc(_round(ppl['base']['perplexity']))} → tuned {esc(_round(ppl['tuned']['perplexity']))}"
+                     f"{change}.</p>")
     for row in result["rows"]:
         if row.get("style"):
             s = row["style"]
             parts.append(f"<p><b>Style, {esc(row_name(row))}</b> (answers to your conversation prompts): similarity "
-                         f"to your replies {esc(_round(s.get('style')))}, {esc(_round(s.get('words')))} words on "
-                         f"average, refusals {esc(_round(s.get('refusal_rate')))}.</p>")
+                         f"to your replies {esc(_round(s.get('style')))}, {esc(_shown('words', s.get('words')))} "
+                         f"words on average, refusals {esc(_shown('refusal_rate', s.get('refusal_rate')))}.</p>")
     for entry in result.get("compared") or []:
         change = entry["changes"].get("score")
         if change:

@@ -166,6 +166,8 @@ def test_export_writes_gguf(page):
     page.locator(".rz-ok", has_text="Exported").first.wait_for(timeout=200_000)
     page.wait_for_function("() => (document.querySelector('#rz-export-files')?.innerText || '').includes('.gguf')",
                            timeout=30_000)
+    check = page.locator(".rz-ok", has_text="Checked on").first.inner_text()  # the export check, shown
+    assert re.search(r"Checked on \d+ prompts .*the F16 GGUF picks the merged model's token \d+%", check), check
     shot(page, "6_export")
 
 
@@ -183,6 +185,23 @@ def test_tuned_model_hot_swaps_into_chat_side_by_side(page):
         assert "What should I feed" in page.locator(box).inner_text()
     assert "q8_0" in page.locator("#rz-chat-status").inner_text()
     shot(page, "7_chat_side_by_side")
+
+
+@pytest.mark.timeout(300)
+def test_eval_tab_compares_base_and_tuned(page):
+    """Two document questions, base vs tuned, with and without retrieval: the table's four rows,
+    both charts and the answers to read."""
+    open_tab(page, "Eval")
+    page.wait_for_function("() => /^\\d{8}-\\d{6}/.test(document.querySelector('#rz-eval-run input')?.value || '')")
+    set_number(page, "rz-eval-questions", 2)
+    page.locator("#rz-eval-go").click()
+    page.locator("#rz-eval-status .rz-ok", has_text="Saved in").wait_for(timeout=240_000)
+    table = page.locator("#rz-eval-table").inner_text()
+    assert table.count("+ retrieval") == 2 and table.count("(no retrieval)") == 2, table
+    for chart in ("#rz-eval-themes", "#rz-eval-wins"):
+        page.locator(f"{chart} .js-plotly-plot").wait_for(timeout=30_000)
+    assert page.locator("#rz-eval-answers").get_by_role("gridcell").count() >= 2 * 4 * 6  # 2 questions x 4 rows
+    shot(page, "9_eval")
 
 
 def test_spoken_question_is_transcribed_and_answered_aloud(page, tmp_path):
