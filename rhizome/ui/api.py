@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from .. import jobs, slots
-from ..config import ChatConfig
+from ..config import ANSWER_MODES, ChatConfig
 from ..workspace import UserError, Workspace, read_json
 from .common import Context, discard_uploads, guard
 from .users import CHAT_QUEUE, WRITE_QUEUE
@@ -25,13 +25,14 @@ def build(ctx: Context) -> SimpleNamespace:
     with gr.Column(visible=False):
         files = gr.File(file_count="multiple", label="files")
         message, session = gr.Textbox(label="message"), gr.Textbox(label="session")
+        answer_mode = gr.Dropdown(list(ANSWER_MODES), value="auto", label="answer_mode")
         result = gr.JSON(label="result")
         buttons = [gr.Button(name) for name in ("upload", "sources", "build", "chat")]
     upload, sources, build_btn, chat = buttons
     upload.click(guard(lambda paths: upload_files(ctx, paths)), [files], [result], api_name="upload", **WRITE_QUEUE)
     sources.click(guard(lambda: list_sources(ctx.ws)), None, [result], api_name="sources")
     build_btn.click(guard(lambda: build_dataset(ctx)), None, [result], api_name="build", **WRITE_QUEUE)
-    chat.click(guard(partial(chat_once, ctx)), [message, session], [result], api_name="chat",
+    chat.click(guard(partial(chat_once, ctx)), [message, session, answer_mode], [result], api_name="chat",
                **CHAT_QUEUE)
     return SimpleNamespace(files=files, result=result)
 
@@ -78,17 +79,18 @@ def build_dataset(ctx: Context) -> dict[str, Any]:
         return plain(build(ws))
 
 
-def chat_once(ctx: Context, message: str, session: str | None) -> Iterator[dict[str, Any]]:
+def chat_once(ctx: Context, message: str, session: str | None, answer_mode: str | None = "auto") -> Iterator[dict[str, Any]]:
     """Stream one answer: partial `{"answer": text so far, "done": False}` updates, then the
     whole reply with its sources (`done: True`). The exchange continues (or starts) the person's
-    chat session of that name, the same conversations the Chat tab and the CLI keep."""
+    chat session of that name, the same conversations the Chat tab and the CLI keep.
+    `answer_mode` is the chat's (auto: a small model quotes its sources; generate: it writes)."""
     from ..chat import answer
     from ..chat.sessions import check_name
 
     ws = ctx.ws  # resolved here, in the request: the job below gets the workspace itself
     name = check_name(session or "default")
     # grounded in the person's documents once they have built a memory; a plain answer before
-    config = ChatConfig(retrieval=ws.memory.is_dir() and any(ws.memory.iterdir()))
+    config = ChatConfig(retrieval=ws.memory.is_dir() and any(ws.memory.iterdir()), answer_mode=answer_mode or "auto")
     job = jobs.run_in_background(lambda job: answer(ws, message, config, on_token=job.record, session=name),
                                  kind="chat")
     text, shown = "", 0.0

@@ -73,9 +73,12 @@ def _settings(ctx: Context, d: TrainConfig) -> dict[str, gr.components.Component
                                       "270M base (offline, Gemma Terms of Use). Or an HF id already in the local "
                                       "cache, or a folder / .gguf under the workspace's models/")
         terms = gemma_terms_path()
-        if terms:
-            gr.Markdown(f"<span class='rz-muted'>Gemma 3 270M is provided under the [Gemma Terms of Use]"
-                        f"(https://ai.google.dev/gemma/terms) (a copy ships with it: <code>{terms}</code>)</span>")
+        if terms:  # shown while Gemma is the chosen model
+            notice_html = gr.HTML(
+                f"<p class='rz-muted'>Gemma 3 270M is provided under the <a href='https://ai.google.dev/gemma/terms' "
+                f"target='_blank'>Gemma Terms of Use</a>; a copy ships with it: <code>{esc(terms)}</code></p>",
+                visible=False, elem_id="rz-train-gemma-terms")
+            w["model"].change(lambda model: gr.HTML(visible=model == GEMMA), w["model"], notice_html)
         w["trust_remote_code"] = gr.Checkbox(False, label="Trust remote code (only for models you trust)")
     with gr.Group():
         with gr.Row():
