@@ -151,11 +151,15 @@ def test_extractive_answer_picks_the_answering_sentence_and_never_the_question()
     question = "How often should I feed my sourdough starter?"
     hits = [{"text": "How often should I feed my sourdough starter?"},
             {"text": "Bread is nice. Feed the sourdough starter twice a day with rye flour and water. "
-                     "Grey herons nest in tall trees near the river."}]
+                     "Grey herons nest in tall trees near the river."},
+            {"text": "My sourdough starter smells like nail polish remover since I feed it less.",
+             "origin": {"role": "user", "turn": 0}}]
     text = extractive_answer(question, hits)
     assert text.startswith("From your notes:") and "Feed the sourdough starter twice a day" in text
     assert "[2]" in text and "[1]" not in text  # the question itself is never quoted
+    assert "[3]" not in text  # the person's own message told, it does not answer
     assert extractive_answer(question, hits[:1]) == ""  # nothing to quote: the model answers instead
+    assert extractive_answer(question, hits[2:]) == ""
     focused = focus_source(question, hits[1]["text"], 80)
     assert "Feed the sourdough starter" in focused and "herons" not in focused
 
