@@ -107,7 +107,8 @@ def main() -> None:
         results: list[dict] = []
         # people arrive one after another (opening a page is not what is measured), then all ask at once
         clients = [open_session(url) for _ in range(args.users)]
-        one_user(clients[0], 0, 1, [], threading.Barrier(1), args.answer_mode)  # warm-up: loads the model and the embedder
+        # warm-up: loads the model and the embedder
+        one_user(clients[0], 0, 1, [], threading.Barrier(1), args.answer_mode)
         # the reference, in the same run: one person alone asks one question
         solo: list[dict] = []
         solo_started = time.perf_counter()
@@ -129,7 +130,8 @@ def main() -> None:
         proc.wait(30)
     ok = [r for r in results if r["ok"]]
     summary = {
-        "users": args.users, "answer_mode": args.answer_mode, "requests": len(results), "answered": len(ok), "errors": len(results) - len(ok),
+        "users": args.users, "answer_mode": args.answer_mode, "requests": len(results), "answered": len(ok),
+        "errors": len(results) - len(ok),
         "ttft_p50_s": round(pct([r["ttft_s"] for r in ok], 50), 2), "ttft_p95_s": round(pct([r["ttft_s"] for r in ok], 95), 2),
         "total_p50_s": round(pct([r["total_s"] for r in ok], 50), 2), "total_p95_s": round(pct([r["total_s"] for r in ok], 95), 2),
         "tokens": sum(r["tokens"] for r in ok), "wall_s": round(wall, 2),

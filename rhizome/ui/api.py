@@ -79,7 +79,8 @@ def build_dataset(ctx: Context) -> dict[str, Any]:
         return plain(build(ws))
 
 
-def chat_once(ctx: Context, message: str, session: str | None, answer_mode: str | None = "auto") -> Iterator[dict[str, Any]]:
+def chat_once(ctx: Context, message: str, session: str | None,
+              answer_mode: str | None = "auto") -> Iterator[dict[str, Any]]:
     """Stream one answer: partial `{"answer": text so far, "done": False}` updates, then the
     whole reply with its sources (`done: True`). The exchange continues (or starts) the person's
     chat session of that name, the same conversations the Chat tab and the CLI keep.
@@ -90,7 +91,8 @@ def chat_once(ctx: Context, message: str, session: str | None, answer_mode: str 
     ws = ctx.ws  # resolved here, in the request: the job below gets the workspace itself
     name = check_name(session or "default")
     # grounded in the person's documents once they have built a memory; a plain answer before
-    config = ChatConfig(retrieval=ws.memory.is_dir() and any(ws.memory.iterdir()), answer_mode=answer_mode or "auto")
+    config = ChatConfig(retrieval=ws.memory.is_dir() and any(ws.memory.iterdir()),
+                        answer_mode=answer_mode or "auto")
     job = jobs.run_in_background(lambda job: answer(ws, message, config, on_token=job.record, session=name),
                                  kind="chat")
     text, shown = "", 0.0

@@ -22,7 +22,6 @@ from .common import Context, esc, guard, notice, run_streaming, stage_bars
 COLUMNS = {"score": "score", "term_recall": "term recall", "similarity": "similarity",
            "source_hit_rate": "right source", "hit_and_cited_rate": "and cited", "style": "style", "words": "words",
            "empty_rate": "empty", "seconds": "s / answer"}
-TABLE_KEYS = list(COLUMNS)
 ANSWER_HEADERS = ["question", "model", "answer", "score", "right source", "reference"]
 ANSWER_WIDTHS = ["20%", "11%", "37%", "7%", "8%", "17%"]  # the answers are what people read
 
@@ -47,7 +46,8 @@ def build(ctx: Context) -> SimpleNamespace:
             go_btn = gr.Button("Evaluate", variant="primary", elem_id="rz-eval-go")
             earlier = gr.Dropdown([], label="Earlier evals of this run", elem_id="rz-eval-earlier")
         with gr.Column(scale=7, min_width=420):
-            status = gr.HTML(notice("Choose an exported run and click <b>Evaluate</b>.", "info"), elem_id="rz-eval-status")
+            status = gr.HTML(notice("Choose an exported run and click <b>Evaluate</b>.", "info"),
+                             elem_id="rz-eval-status")
             table = gr.Dataframe(headers=["model", *COLUMNS.values(), "vs base: wins / losses / ties"],
                                  interactive=False, wrap=True, column_widths=["19%", *["7%"] * len(COLUMNS), "18%"],
                                  elem_id="rz-eval-table")
@@ -108,7 +108,7 @@ def view(ctx: Context, result: dict[str, Any]) -> tuple:
     from ..evaluate.report import row_name, summary_table
 
     table = summary_table(result)
-    keys = ["model", *TABLE_KEYS, table[0][-1]]
+    keys = ["model", *COLUMNS, table[0][-1]]
     rows = [[_shown(k, line[table[0].index(k)]) for k in keys] for line in table[1:]]
     themes = sorted({t for r in result["rows"] for t in r.get("per_theme", {})})
     per_row = {row_name(r): [r["per_theme"].get(t) for t in themes] for r in result["rows"]}
