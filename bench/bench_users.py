@@ -64,7 +64,7 @@ def open_session(url: str):
 
 
 def one_user(client, index: int, questions: int, results: list, barrier: threading.Barrier,
-             answer_mode: str = "generate") -> None:
+             answer_mode: str) -> None:
     barrier.wait()
     for q in range(questions):
         question = QUESTIONS[(index + q) % len(QUESTIONS)]

@@ -198,8 +198,11 @@ def test_eval_tab_compares_base_and_tuned(page):
     page.locator("#rz-eval-status .rz-ok", has_text="Saved in").wait_for(timeout=240_000)
     table = page.locator("#rz-eval-table").inner_text()
     assert table.count("+ retrieval") == 2 and table.count("(no retrieval)") == 2, table
-    for chart in ("#rz-eval-themes", "#rz-eval-wins"):
-        page.locator(f"{chart} .js-plotly-plot").wait_for(timeout=30_000)
+    # drawn from the result (the empty placeholders have no bars): a bar per model row, and
+    # better / tie / worse for each tuned row
+    for chart, traces in (("#rz-eval-themes", 4), ("#rz-eval-wins", 3)):
+        page.locator(f"{chart} g.trace.bars").first.wait_for(timeout=30_000)
+        assert page.locator(f"{chart} g.trace.bars").count() == traces, chart
     assert page.locator("#rz-eval-answers").get_by_role("gridcell").count() >= 2 * 4 * 6  # 2 questions x 4 rows
     shot(page, "9_eval")
 
